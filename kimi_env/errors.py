@@ -1,0 +1,54 @@
+"""The typed error hierarchy of kimi-env.
+
+Every exception a programmer can get from this library derives from :class:`KimiEnvError`, and every message says
+what was expected, what came, and how to fix it. Agents never see these exceptions: bad agent output becomes an
+observation (see :mod:`kimi_env.protocol`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class KimiEnvError(Exception):
+    """Base class of every error raised by kimi-env."""
+
+
+class InvalidArgumentError(KimiEnvError, TypeError):
+    """A constructor or function got an argument it does not accept (unknown name, wrong type or value)."""
+
+
+class UnknownNameError(KimiEnvError, KeyError):
+    """A name (environment id, tool, protocol, policy) is not known; the message lists close matches."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ResetNeededError(KimiEnvError, RuntimeError):
+    """``step`` was called before ``reset`` or after the episode ended."""
+
+
+class ToolDefinitionError(KimiEnvError, TypeError):
+    """A tool's signature or docstring cannot be turned into a JSON schema."""
+
+
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest choice, or ``""`` when nothing is close.
+
+    >>> suggest("max_turn", ["max_turns", "seed"])
+    " Did you mean 'max_turns'?"
+    >>> suggest("zzz", ["max_turns"])
+    ''
+    """
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
+    """Build an :class:`UnknownNameError` that lists the valid names and suggests the closest."""
+    choices = sorted(choices)
+    return UnknownNameError(
+        f"Unknown {kind} {name!r}.{suggest(name, choices)} Valid {kind}s: {', '.join(choices) or '(none)'}."
+    )

@@ -1,0 +1,146 @@
+"""Outcome rewards: pure functions from a predicted answer and the accepted answers to a score in [0, 1].
+
+>>> exact_match("The Eiffel Tower!", ["eiffel tower"])
+1.0
+>>> round(token_f1("Paris France", ["Paris"]), 3)
+0.667
+>>> numeric_match("about 1,234.5 km", ["1234.5"])
+1.0
+>>> numeric_match("12%", ["0.12"])
+1.0
+>>> list_match("Bob, alice", ["Alice, Bob"])
+1.0
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014"}
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, strip accents, punctuation, articles and extra whitespace (SQuAD-style).
+
+    >>> normalize_answer("  The  Café-Bar, Inc. ")
+    'cafebar inc'
+    """
+    text = unicodedata.normalize("NFKD", str(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = "".join(ch for ch in text if ch not in _PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the normalized prediction equals any normalized answer, else 0.0."""
+    pred = normalize_answer(prediction)
+    return 1.0 if any(pred == normalize_answer(a) for a in answers) else 0.0
+
+
+def token_f1(prediction: str, answers: Sequence[str]) -> float:
+    """Best token-level F1 between the prediction and any answer."""
+    pred_tokens = normalize_answer(prediction).split()
+    best = 0.0
+    for ans in answers:
+        gold = normalize_answer(ans).split()
+        if not pred_tokens or not gold:
+            best = max(best, float(pred_tokens == gold))
+            continue
+        common = sum((Counter(pred_tokens) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(pred_tokens), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
+
+
+_NUMBER = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+
+
+def parse_numbers(text: str) -> list[float]:
+    """All numbers in ``text`` (thousands separators, signs, exponents; ``12%`` gives 0.12).
+
+    >>> parse_numbers("-1,200 and 3.5e2 or 40%")
+    [-1200.0, 350.0, 0.4]
+    """
+    out = []
+    for m in _NUMBER.finditer(str(text)[:10_000]):
+        tok = m.group(0).replace(",", "").replace("\u2212", "-")
+        pct = tok.endswith("%")
+        try:
+            val = float(tok.rstrip("%"))
+        except ValueError:
+            continue
+        if math.isfinite(val):
+            out.append(val / 100 if pct else val)
+    return out
+
+
+def numeric_match(prediction: str, answers: Sequence[str], rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> float:
+    """1.0 if the prediction contains exactly one number and it is within tolerance of an answer's number.
+
+    A prediction listing several numbers scores 0 (hedging is not an answer).
+    >>> numeric_match("1999 or 2001", ["2001"])
+    0.0
+    """
+    pred = parse_numbers(prediction)
+    if len(pred) != 1:
+        return 0.0
+    for ans in answers:
+        gold = parse_numbers(ans)
+        if len(gold) == 1 and math.isclose(pred[0], gold[0], rel_tol=rel_tol, abs_tol=abs_tol):
+            return 1.0
+    return 0.0
+
+
+def list_match(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 if the comma/semicolon/"and"-separated items equal an answer's items as a set (normalized)."""
+
+    def items(text: str) -> frozenset[str]:
+        parts = re.split(r",|;|\band\b|\n", str(text))
+        return frozenset(p for p in (normalize_answer(x) for x in parts) if p)
+
+    pred = items(prediction)
+    return 1.0 if pred and any(pred == items(a) for a in answers) else 0.0
+
+
+Judge = Callable[[str, str, Sequence[str]], float]
+"""A judge maps (question, prediction, answers) to a score in [0, 1]: any callable, e.g. an LLM grader."""
+
+
+def score_answer(prediction: str, answers: Sequence[str], answer_type: str = "text", rel_tol: float = 1e-4) -> float:
+    """The default correctness score for a task's answer type (``rel_tol`` applies to numbers).
+
+    >>> score_answer("March 3, 2001", ["2001-03-03", "March 3, 2001"], "date")
+    1.0
+    """
+    if answer_type == "number":
+        return numeric_match(prediction, answers, rel_tol=rel_tol)
+    if answer_type == "list":
+        return list_match(prediction, answers)
+    return exact_match(prediction, answers)
+
+
+@dataclass(frozen=True)
+class JudgeScorer:
+    """Wrap a :data:`Judge` so that it never breaks an episode: errors and out-of-range scores become 0.
+
+    >>> JudgeScorer(lambda q, p, a: 1.0 if p.lower() in [x.lower() for x in a] else 0.0)("q", "Yes", ["yes"])
+    1.0
+    """
+
+    judge: Judge
+
+    def __call__(self, question: str, prediction: str, answers: Sequence[str]) -> float:
+        try:
+            score = float(self.judge(question, prediction, answers))
+        except Exception:  # noqa: BLE001 - a failing judge scores 0 rather than crashing a rollout
+            return 0.0
+        return score if 0.0 <= score <= 1.0 else 0.0

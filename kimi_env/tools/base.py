@@ -1,0 +1,236 @@
+"""The tool contract: a typed ``run`` method, a derived JSON schema, a per-call timeout and bounded output.
+
+A tool subclasses :class:`Tool` and writes ``async def run(self, ...)`` with type hints and a Google-style
+docstring; the schema the model sees is derived from them. Callers use ``await tool.acall(**arguments)`` or
+``tool.call(**arguments)``; both validate the arguments against the schema, enforce ``timeout`` and
+``max_output_chars``, and always return a :class:`ToolResult`, never raise, whatever the arguments or the tool do.
+
+Tools may hold per-episode state (the browser's current page, a notebook's variables): an environment owns its tool
+instances and calls :meth:`Tool.reset` at every episode start and :meth:`Tool.close` when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .. import aio
+from ..errors import ToolDefinitionError
+from ..schema import function_schema, validate_arguments
+
+
+class ToolStatus:
+    """Values of :attr:`ToolResult.status`. Tools may add their own (the python tool does)."""
+
+    OK = "ok"
+    INVALID_ARGUMENTS = "invalid_arguments"  # the call did not match the schema; the tool did not run
+    ERROR = "error"  # the tool ran and failed (page not found, bad query, ...)
+    TIMEOUT = "timeout"  # the per-call timeout expired
+    INTERNAL = "internal_error"  # a bug or crash inside the tool itself
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool call returns.
+
+    Attributes:
+        ok: True when the call succeeded.
+        content: Text for the agent: the result when ok, else an error sentence that says what to do.
+        error: The error sentence when not ok, else None.
+        status: One of :class:`ToolStatus` (or a tool-specific status such as ``"compile_error"``).
+        meta: Machine-readable extras: ``urls`` (pages opened), ``truncated_chars``, ``elapsed_s``, ...
+    """
+
+    ok: bool
+    content: str
+    error: str | None = None
+    status: str = ToolStatus.OK
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def success(cls, content: str, **meta: Any) -> ToolResult:
+        return cls(ok=True, content=content, error=None, status=ToolStatus.OK, meta=meta)
+
+    @classmethod
+    def failure(cls, error: str, status: str = ToolStatus.ERROR, **meta: Any) -> ToolResult:
+        return cls(ok=False, content=f"Error: {error}", error=error, status=status, meta=meta)
+
+
+def truncate(text: str, limit: int, what: str = "output") -> tuple[str, int]:
+    """Cut ``text`` to about ``limit`` characters, with a marker that says how much was cut.
+
+    Returns (text, number of characters cut). The result never exceeds ``limit`` characters.
+
+    >>> truncate("abcdefghij" * 10, 60)
+    ('abcdefghijabcdefghija\\n[... 79 characters of output cut ...]', 79)
+    >>> truncate("short", 60)
+    ('short', 0)
+    """
+    if len(text) <= limit:
+        return text, 0
+    for _ in range(3):  # the marker's own length depends on the number it prints
+        marker_len = len(f"\n[... {len(text)} characters of {what} cut ...]")
+        keep = max(0, limit - marker_len)
+        cut = len(text) - keep
+        marker = f"\n[... {cut} characters of {what} cut ...]"
+        if keep + len(marker) <= limit:
+            return text[:keep] + marker, cut
+    return text[:limit], len(text) - limit
+
+
+class Tool:
+    """Base class of every tool. Subclasses set ``name`` and write a typed, documented ``async def run``.
+
+    Attributes:
+        name: The name the model calls the tool by.
+        description: Shown to the model; defaults to the first paragraph of ``run``'s docstring.
+        timeout: Seconds a call may take before it returns status ``timeout``.
+        max_output_chars: Content longer than this is cut, with a marker that says how much was cut.
+        param_constraints: Extra JSON-schema keywords per parameter (``minimum``, ``maxItems``, ...), merged into the
+            derived schema and enforced by validation.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str | None] = None
+    param_constraints: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, *, timeout: float = 30.0, max_output_chars: int = 8000) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ToolDefinitionError(f"{type(self).__name__} has no `name`. Fix: set the class attribute `name`.")
+        if not (timeout > 0):
+            raise ToolDefinitionError(f"timeout must be > 0 seconds, got {timeout!r}.")
+        if max_output_chars < 100:
+            raise ToolDefinitionError(f"max_output_chars must be >= 100, got {max_output_chars!r}.")
+        self.timeout = float(timeout)
+        self.max_output_chars = int(max_output_chars)
+        self._schema = self._build_schema()
+
+    # -- schema -------------------------------------------------------------------------------------------------
+    def _build_schema(self) -> dict:
+        run = type(self).run
+        if run is Tool.run:
+            raise ToolDefinitionError(f"{type(self).__name__} does not implement `async def run(self, ...)`.")
+        schema = function_schema(run, name=self.name, description=self.description)
+        props = schema["function"]["parameters"]["properties"]
+        for pname, extra in self.param_constraints.items():
+            if pname not in props:
+                raise ToolDefinitionError(f"param_constraints names {pname!r}, which `run` does not take.")
+            props[pname].update(extra)
+        return schema
+
+    @property
+    def schema(self) -> dict:
+        """The OpenAI function-format schema (``{"type": "function", "function": {...}}``)."""
+        return self._schema
+
+    @property
+    def parameters(self) -> dict:
+        return self._schema["function"]["parameters"]
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget per-episode state. Called by the environment at every ``reset``."""
+
+    async def aclose(self) -> None:
+        """Release resources (sessions, processes). Called when the environment closes."""
+
+    def close(self) -> None:
+        try:
+            aio.run(self.aclose(), timeout=30)
+        except Exception:  # noqa: BLE001 - closing must not raise
+            pass
+
+    # -- calling ------------------------------------------------------------------------------------------------
+    async def run(self, **arguments: Any) -> ToolResult | str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def acall(self, **arguments: Any) -> ToolResult:
+        """Validate, run with the timeout, bound the output. Never raises (except on cancellation)."""
+        start = time.perf_counter()
+        problem = validate_arguments(arguments, self.parameters)
+        if problem is not None:
+            return ToolResult.failure(f"{self.name}: {problem}.", ToolStatus.INVALID_ARGUMENTS)
+        try:
+            result = await asyncio.wait_for(self.run(**arguments), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            result = ToolResult.failure(
+                f"{self.name} did not finish within {self.timeout:g} s; try a smaller request.", ToolStatus.TIMEOUT
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken tool must not break the episode
+            msg, _ = truncate(f"{type(exc).__name__}: {exc}", 300, "error")
+            result = ToolResult.failure(f"{self.name} failed internally ({msg}).", ToolStatus.INTERNAL)
+        if isinstance(result, str):
+            result = ToolResult.success(result)
+        elif not isinstance(result, ToolResult):
+            result = ToolResult.failure(
+                f"{self.name} returned {type(result).__name__}, expected ToolResult or str.", ToolStatus.INTERNAL
+            )
+        return self._bound(result, time.perf_counter() - start)
+
+    def _bound(self, result: ToolResult, elapsed: float) -> ToolResult:
+        content, cut = truncate(result.content, self.max_output_chars)
+        meta = dict(result.meta)
+        meta.setdefault("elapsed_s", round(elapsed, 6))
+        if cut:
+            meta["truncated_chars"] = meta.get("truncated_chars", 0) + cut
+        error = result.error
+        if error is not None and len(error) > self.max_output_chars:
+            error, _ = truncate(error, self.max_output_chars, "error")
+        return ToolResult(ok=result.ok, content=content, error=error, status=result.status, meta=meta)
+
+    def call(self, **arguments: Any) -> ToolResult:
+        """Synchronous :meth:`acall`, run on the process's background loop."""
+        return aio.run(self.acall(**arguments))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class FunctionTool(Tool):
+    """A tool made from a plain typed function (sync or async) by :func:`function_tool`."""
+
+    def __init__(self, fn: Callable, *, name: str | None = None, description: str | None = None, **kwargs: Any):
+        self._fn = fn
+        self.name = name or fn.__name__  # type: ignore[misc]
+        self.description = description  # type: ignore[misc]
+        super().__init__(**kwargs)
+
+    def _build_schema(self) -> dict:
+        return function_schema(self._fn, name=self.name, description=self.description)
+
+    async def run(self, **arguments: Any) -> ToolResult | str:
+        if inspect.iscoroutinefunction(self._fn):
+            out = await self._fn(**arguments)
+        else:
+            out = await asyncio.to_thread(self._fn, **arguments)
+        if isinstance(out, ToolResult):
+            return out
+        return out if isinstance(out, str) else str(out)
+
+
+def function_tool(fn: Callable | None = None, *, name: str | None = None, **kwargs: Any) -> Any:
+    """Turn a typed, documented function into a :class:`Tool`. Usable as ``@function_tool`` or a call.
+
+    >>> @function_tool
+    ... def add(a: int, b: int) -> int:
+    ...     '''Add two integers.
+    ...
+    ...     Args:
+    ...         a: first
+    ...         b: second
+    ...     '''
+    ...     return a + b
+    >>> add.call(a=2, b=3).content
+    '5'
+    >>> add.call(a="2", b=3).status
+    'invalid_arguments'
+    """
+    if fn is None:
+        return lambda f: FunctionTool(f, name=name, **kwargs)
+    return FunctionTool(fn, name=name, **kwargs)
