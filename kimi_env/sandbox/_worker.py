@@ -1,0 +1,662 @@
+"""The sandbox worker: a standalone script the host starts as ``python -S -s -B _worker.py CONFIG_JSON``.
+
+It must not import kimi_env (it runs with ``-S``, without site-packages; the host passes the directory that holds
+RestrictedPython). Start-up order matters and is the security argument of this file:
+
+1. resource limits (memory, file size, open files, core dumps, CPU hard cap) are set first;
+2. the network namespace is unshared (no interface but a down loopback) and ``no_new_privs`` is set;
+3. RestrictedPython and every module the sandbox may hand out are imported (as the starting user, from files it
+   can read), and the policy objects are built;
+4. privileges are dropped to an unprivileged uid when started as root, then RLIMIT_NPROC is set (it is not
+   enforced for root);
+5. the protocol moves to private file descriptors and fds 0-2 point at /dev/null;
+6. only then is the first request read. No model-written code runs before the jail is complete.
+
+Protocol: frames of a 4-byte big-endian length and a UTF-8 JSON object, on the inherited stdin/stdout pipes.
+"""
+
+import ast
+import gc
+import json
+import os
+import resource
+import struct
+import sys
+
+# ------------------------------------------------------------------------------------------------------------------
+# 1-4: the jail
+
+
+def _set_limit(which, soft, hard=None):
+    hard = soft if hard is None else hard
+    try:
+        resource.setrlimit(which, (soft, hard))
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _jail_early(cfg, report):
+    mb = 1024 * 1024
+    report["rlimit_as"] = _set_limit(resource.RLIMIT_AS, cfg["memory_mb"] * mb)
+    report["rlimit_fsize"] = _set_limit(resource.RLIMIT_FSIZE, cfg["file_size_mb"] * mb)
+    report["rlimit_nofile"] = _set_limit(resource.RLIMIT_NOFILE, cfg["max_open_files"])
+    report["rlimit_core"] = _set_limit(resource.RLIMIT_CORE, 0)
+    report["rlimit_cpu"] = _set_limit(resource.RLIMIT_CPU, cfg["cpu_lifetime_s"], cfg["cpu_lifetime_s"])
+    report["netns"] = False
+    report["no_new_privs"] = False
+    if cfg["isolate_network"]:
+        libc = _libc()
+        clone_newnet, clone_newuser = 0x40000000, 0x10000000
+        if libc.unshare(clone_newnet) == 0:
+            report["netns"] = True
+        elif os.geteuid() != 0 and libc.unshare(clone_newuser | clone_newnet) == 0:
+            report["netns"] = True  # an unprivileged user namespace that owns an empty network namespace
+    try:
+        report["no_new_privs"] = _libc().prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _jail_late(cfg, report):
+    os.chdir(cfg["workdir"])
+    uid, gid = cfg["uid"], cfg["gid"]
+    if os.geteuid() == 0 and uid is not None:
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    report["uid"] = os.getuid()
+    report["euid"] = os.geteuid()
+    report["nproc"] = _set_limit(resource.RLIMIT_NPROC, cfg["max_processes"])
+    report["dropped_privileges"] = os.geteuid() != 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Output capture
+
+
+class OutputLimitExceeded(Exception):
+    """Raised in the sandboxed code when it prints more than the cap."""
+
+
+class OutputBuffer:
+    def __init__(self, cap):
+        self.cap = cap
+        self.parts = []
+        self.size = 0
+        self.dropped = 0
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() expects str, got {type(text).__name__}")
+        if self.size + len(text) > self.cap:
+            room = self.cap - self.size
+            if room > 0:
+                self.parts.append(text[:room])
+                self.size += room
+            self.dropped += len(text) - max(room, 0)
+            raise OutputLimitExceeded(
+                f"the code printed more than {self.cap} characters; printing stopped. "
+                "Print a summary or a slice instead."
+            )
+        self.parts.append(text)
+        self.size += len(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def text(self):
+        return "".join(self.parts)
+
+
+class _Current:
+    buffer = None
+
+
+def _make_print_factory(current):
+    class Collector:
+        """Stands for RestrictedPython's PrintCollector; every print of a call goes to the call's buffer."""
+
+        def __init__(self, _getattr_=None):
+            pass
+
+        def write(self, text):
+            return current.buffer.write(text)
+
+        def __call__(self):
+            return current.buffer.text()
+
+        def _call_print(self, *objects, sep=" ", end="\n", file=None, flush=False):
+            if file is not None:
+                raise TypeError("print(file=...) is not supported in the sandbox; printed text goes to the output.")
+            if sep is not None and not isinstance(sep, str):
+                raise TypeError(f"sep must be None or a string, not {type(sep).__name__}")
+            if end is not None and not isinstance(end, str):
+                raise TypeError(f"end must be None or a string, not {type(end).__name__}")
+            sep = " " if sep is None else sep
+            end = "\n" if end is None else end
+            current.buffer.write(sep.join(str(o) for o in objects) + end)
+
+    return Collector
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The restricted policy
+
+
+class SafeModule:
+    """A curated stand-in for a module: only the listed names, no path to the real module object."""
+
+    def __init__(self, name, attrs):
+        object.__setattr__(self, "_name", name)
+        for key, value in attrs.items():
+            object.__setattr__(self, key, value)
+
+    def __getattr__(self, key):
+        raise AttributeError(f"module {self._name!r} has no attribute {key!r} in the sandbox")
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"module {self._name!r} is read-only in the sandbox")
+
+    def __delattr__(self, key):
+        raise AttributeError(f"module {self._name!r} is read-only in the sandbox")
+
+    def __repr__(self):
+        return f"<module {self._name!r} (sandboxed)>"
+
+
+MODULE_NAMES = {
+    "statistics": "mean fmean geometric_mean harmonic_mean median median_low median_high median_grouped mode "
+    "multimode quantiles pstdev pvariance stdev variance covariance correlation linear_regression NormalDist "
+    "StatisticsError",
+    "collections": "Counter OrderedDict defaultdict deque namedtuple ChainMap",
+    "re": "compile search match fullmatch findall finditer sub subn split escape error Pattern Match "
+    "IGNORECASE I MULTILINE M DOTALL S VERBOSE X ASCII A UNICODE U NOFLAG",
+    "json": "dumps loads JSONDecodeError",
+    "datetime": "date time datetime timedelta timezone tzinfo MINYEAR MAXYEAR",
+    "fractions": "Fraction",
+    "decimal": "Decimal Context localcontext getcontext setcontext InvalidOperation DivisionByZero Overflow Underflow "
+    "Inexact Rounded DecimalException FloatOperation ROUND_UP ROUND_DOWN ROUND_CEILING ROUND_FLOOR ROUND_HALF_UP "
+    "ROUND_HALF_DOWN ROUND_HALF_EVEN ROUND_05UP MAX_PREC MAX_EMAX MIN_EMIN",
+    "functools": "reduce partial lru_cache cache cmp_to_key total_ordering",
+    "string": "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits octdigits punctuation printable "
+    "whitespace capwords Template",
+    "heapq": "heappush heappop heapify heapreplace heappushpop nlargest nsmallest merge",
+    "bisect": "bisect bisect_left bisect_right insort insort_left insort_right",
+    "textwrap": "wrap fill dedent indent shorten",
+    "copy": "copy deepcopy",
+}
+# Modules made only of C functions and numbers: every public name is safe to hand out.
+ALL_PUBLIC = ("math", "cmath", "itertools", "unicodedata")
+# operator minus the helpers that look attributes up by a string (attrgetter, methodcaller bypass the getattr guard)
+# and the ones that write into any object (setitem, delitem bypass the write guard).
+OPERATOR_DENY = {"attrgetter", "methodcaller", "setitem", "delitem"}
+RANDOM_METHODS = (
+    "random uniform randint randrange choice choices shuffle sample gauss normalvariate lognormvariate expovariate "
+    "vonmisesvariate gammavariate betavariate paretovariate weibullvariate triangular getrandbits seed"
+)
+
+
+def build_policy(cfg):
+    import builtins
+    import collections
+    import copy  # noqa: F401
+    import decimal
+    import heapq  # noqa: F401
+    import operator
+    import random
+    import string
+    import types
+    from importlib import import_module
+
+    from RestrictedPython import compile_restricted_exec
+    from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+    from RestrictedPython.transformer import INSPECT_ATTRIBUTES
+
+    real = {name: import_module(name) for name in list(MODULE_NAMES) + list(ALL_PUBLIC) + ["operator", "random"]}
+
+    static_modules = {}
+    for name, names in MODULE_NAMES.items():
+        mod = real[name]
+        static_modules[name] = {n: getattr(mod, n) for n in names.split() if hasattr(mod, n)}
+    for name in ALL_PUBLIC:
+        mod = real[name]
+        static_modules[name] = {n: getattr(mod, n) for n in dir(mod) if not n.startswith("_")}
+    static_modules["operator"] = {
+        n: getattr(operator, n) for n in dir(operator) if not n.startswith("_") and n not in OPERATOR_DENY
+    }
+
+    frame_like = (
+        types.FrameType,
+        types.TracebackType,
+        types.CodeType,
+        types.GeneratorType,
+        types.CoroutineType,
+        types.AsyncGeneratorType,
+    )
+    generator_ok = frozenset({"send", "throw", "close"})
+    blocked_names = set(INSPECT_ATTRIBUTES) | {
+        "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "cr_frame", "cr_code", "cr_await", "cr_origin",
+        "ag_frame", "ag_code", "ag_await", "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame",
+        "tb_next",
+    }  # fmt: skip
+    formatter_type = string.Formatter
+    missing = object()
+
+    def guarded_getattr(obj, name, default=missing):
+        if type(name) is not str:
+            raise TypeError(f"attribute name must be a str, not {type(name).__name__}")
+        if name.startswith("_"):
+            raise AttributeError(f'"{name}" is not allowed: names starting with "_" are private in the sandbox')
+        if name in blocked_names:
+            raise AttributeError(f'"{name}" is not allowed in the sandbox (frame and code introspection)')
+        if isinstance(obj, frame_like) and name not in generator_ok:
+            raise AttributeError(f'"{name}" is not allowed on {type(obj).__name__} objects in the sandbox')
+        if name in ("format", "format_map") and (
+            isinstance(obj, str) or (isinstance(obj, type) and issubclass(obj, str))
+        ):
+            raise NotImplementedError(
+                "str.format() is not available in the sandbox (it can read attributes); use f-strings or %."
+            )
+        if isinstance(obj, formatter_type) or (isinstance(obj, type) and issubclass(obj, formatter_type)):
+            raise NotImplementedError("string.Formatter is not available in the sandbox")
+        if isinstance(obj, BaseException) and name == "obj":
+            raise AttributeError('"obj" of an exception is not available in the sandbox')
+        if default is missing:
+            return getattr(obj, name)
+        return getattr(obj, name, default)
+
+    def safe_hasattr(obj, name):
+        try:
+            guarded_getattr(obj, name)
+            return True
+        except Exception:  # noqa: BLE001
+            return False
+
+    user_classes = set()
+
+    def make_class(name, bases, namespace, **kwargs):
+        if kwargs:
+            raise TypeError("class keyword arguments are not supported in the sandbox")
+        for base in bases:
+            if isinstance(base, type) and issubclass(base, type):
+                raise TypeError("defining metaclasses is not supported in the sandbox")
+        cls = type(name, bases, namespace)
+        user_classes.add(cls)
+        return cls
+
+    writable_types = (dict, list, set, bytearray, collections.deque, decimal.Context)
+
+    def is_user_class(cls):
+        return any(klass in user_classes for klass in cls.__mro__)
+
+    class ReadOnly:
+        __slots__ = ("_ob",)
+
+        def __init__(self, ob):
+            object.__setattr__(self, "_ob", ob)
+
+        def _deny(self, *args):
+            raise TypeError(
+                f"cannot modify a {type(self._ob).__name__} object in the sandbox; only your own variables, "
+                "lists, dicts, sets and instances of classes you defined can be changed"
+            )
+
+        __setattr__ = __delattr__ = __setitem__ = __delitem__ = _deny
+
+    def guarded_write(ob):
+        if isinstance(ob, writable_types):
+            return ob
+        if isinstance(ob, type):
+            if ob in user_classes:
+                return ob
+        elif is_user_class(type(ob)):
+            return ob
+        return ReadOnly(ob)
+
+    def guarded_setattr(obj, name, value):
+        if type(name) is not str or name.startswith("_"):
+            raise AttributeError(f"setattr: {name!r} is not allowed (private or not a string)")
+        setattr(guarded_write(obj), name, value)
+
+    inplace = {
+        "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+        "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+        ">>=": operator.irshift, "&=": operator.iand, "^=": operator.ixor, "|=": operator.ior,
+        "@=": operator.imatmul,
+    }  # fmt: skip
+
+    def inplacevar(op, x, y):
+        fn = inplace.get(op)
+        if fn is None:
+            raise SyntaxError(f"unsupported in-place operator {op!r}")
+        return fn(x, y)
+
+    def guarded_getitem(ob, index):
+        return ob[index]
+
+    def guarded_getiter(ob):
+        return iter(ob)
+
+    def one_arg_type(*args):
+        if len(args) != 1:
+            raise TypeError("type() takes exactly one argument in the sandbox (creating classes with type() is off)")
+        return type(args[0])
+
+    builtin_names = (
+        "abs all any ascii bin bool bytearray bytes callable chr complex dict divmod enumerate filter float format "
+        "frozenset hash hex int isinstance issubclass iter len list map max min next object oct ord pow range repr "
+        "reversed round set slice sorted str sum tuple zip property staticmethod classmethod Ellipsis NotImplemented "
+        "True False None "
+        "BaseException Exception ArithmeticError AssertionError AttributeError EOFError FloatingPointError "
+        "GeneratorExit ImportError ModuleNotFoundError IndexError KeyError LookupError MemoryError NameError "
+        "NotImplementedError OverflowError RecursionError RuntimeError StopIteration TypeError UnboundLocalError "
+        "UnicodeError UnicodeDecodeError UnicodeEncodeError ValueError ZeroDivisionError TimeoutError"
+    )
+    safe_builtins = {n: getattr(builtins, n) for n in builtin_names.split()}
+    safe_builtins.update(
+        getattr=guarded_getattr,
+        hasattr=safe_hasattr,
+        setattr=guarded_setattr,
+        type=one_arg_type,
+    )
+    safe_builtins["__build_class__"] = builtins.__build_class__  # class statements; unreachable by name
+
+    current = _Current()
+    printer = _make_print_factory(current)
+
+    allowed_modules = sorted(set(static_modules) | {"random"})
+
+    def session_modules(rng):
+        mods = {name: SafeModule(name, attrs) for name, attrs in static_modules.items()}
+        rnd = {n: getattr(rng, n) for n in RANDOM_METHODS.split()}
+        rnd["Random"] = random.Random
+        mods["random"] = SafeModule("random", rnd)
+        return mods
+
+    def new_globals(seed):
+        rng = random.Random(seed)
+        mods = session_modules(rng)
+
+        def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+            if level != 0:
+                raise ImportError("relative imports are not available in the sandbox")
+            if type(name) is not str or name not in mods:
+                raise ImportError(
+                    f"module {name!r} is not available in the sandbox; available: {', '.join(allowed_modules)}"
+                )
+            return mods[name]
+
+        bltns = dict(safe_builtins)
+        bltns["__import__"] = guarded_import
+        return {
+            "__builtins__": bltns,
+            "__name__": "__main__",
+            "__metaclass__": make_class,
+            "_getattr_": guarded_getattr,
+            "_getitem_": guarded_getitem,
+            "_getiter_": guarded_getiter,
+            "_write_": guarded_write,
+            "_inplacevar_": inplacevar,
+            "_unpack_sequence_": guarded_unpack_sequence,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_print_": printer,
+        }
+
+    def compile_code(tree, filename):
+        return compile_restricted_exec(tree, filename)
+
+    def reset_state():
+        decimal.setcontext(decimal.Context())
+        user_classes.clear()
+
+    return {
+        "new_globals": new_globals,
+        "compile": compile_code,
+        "current": current,
+        "reset_state": reset_state,
+    }
+
+
+def build_plain_policy(cfg):
+    """Test-only tier: ordinary Python, contained by the process jail alone."""
+    import builtins
+    import contextlib
+    import decimal
+    import random
+    from importlib import import_module
+
+    # Imported while still privileged: after the drop the worker may not be able to read the stdlib (e.g. a pyenv
+    # under /root), and the jail tests must fail because of the jail, not because of an ImportError.
+    for name in ("os", "socket", "subprocess", "threading", "signal", "mmap", "ctypes", "pickle", "io", "pathlib"):
+        try:
+            import_module(name)
+        except ImportError:
+            pass
+
+    current = _Current()
+
+    def new_globals(seed):
+        random.seed(seed)
+        return {"__builtins__": builtins, "__name__": "__main__"}
+
+    class Result:
+        def __init__(self, code):
+            self.code, self.errors = code, ()
+
+    def compile_code(tree, filename):
+        return Result(compile(tree, filename, "exec"))
+
+    def reset_state():
+        decimal.setcontext(decimal.Context())
+
+    return {
+        "new_globals": new_globals,
+        "compile": compile_code,
+        "current": current,
+        "reset_state": reset_state,
+        "redirect": contextlib.redirect_stdout,
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Running one call
+
+
+def _cap(text, limit):
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 40)] + f" [... {len(text) - limit + 40} characters cut]"
+
+
+def _error_location(tb, filename):
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _format_exception(exc, filename, cap):
+    try:
+        msg = str(exc)
+    except BaseException:  # noqa: BLE001 - a broken __str__ must not break the worker
+        msg = "<the exception's message could not be rendered>"
+    text = f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+    line = _error_location(exc.__traceback__, filename)
+    if line is not None:
+        text = _cap(text, cap - 20) + f" (line {line})"
+    return _cap(text, cap)
+
+
+def _split_last_expression(tree):
+    """Rewrite a trailing expression ``e`` into ``_ = e`` so its value can be shown, like a notebook cell."""
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = tree.body[-1]
+        assign = ast.Assign(targets=[ast.Name("_", ast.Store())], value=last.value)
+        ast.copy_location(assign, last)
+        tree.body[-1] = assign
+        ast.fix_missing_locations(tree)
+        return True
+    return False
+
+
+class Session:
+    def __init__(self, policy, cfg, seed):
+        policy["reset_state"]()
+        self.globals = policy["new_globals"](seed)
+        self.count = 0
+
+
+def run_call(policy, cfg, session, code):
+    session.count += 1
+    filename = f"<cell {session.count}>"
+    out = OutputBuffer(cfg["max_stdout_chars"])
+    reply = {"status": "ok", "stdout": "", "value": None, "error": None, "stdout_dropped": 0}
+    err_cap = cfg["max_error_chars"]
+
+    # parse + compile, guarded against pathological source (MemoryError / RecursionError in the compiler)
+    try:
+        tree = ast.parse(code, filename, "exec")
+        has_value = _split_last_expression(tree)
+        result = policy["compile"](tree, filename)
+    except SyntaxError as exc:
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        reply.update(status="compile_error", error=_cap(f"{type(exc).__name__}: {exc.msg}{where}", err_cap))
+        return reply
+    except (MemoryError, RecursionError) as exc:
+        reply.update(
+            status="compile_error",
+            error=f"{type(exc).__name__}: the code is too deeply nested or too large to compile; simplify it.",
+        )
+        return reply
+    except Exception as exc:  # noqa: BLE001 - e.g. ValueError for NUL bytes, UnicodeError for lone surrogates
+        reply.update(status="compile_error", error=_cap(f"{type(exc).__name__}: {exc}", err_cap))
+        return reply
+    if result.errors:
+        errors = [_cap(str(e), 300) for e in result.errors[:5]]
+        more = f" (+{len(result.errors) - 5} more)" if len(result.errors) > 5 else ""
+        reply.update(status="compile_error", error=_cap("; ".join(errors) + more, err_cap))
+        return reply
+
+    g = session.globals
+    g.pop("_", None) if has_value else None
+    policy["current"].buffer = out
+    soft = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
+    _set_limit(resource.RLIMIT_CPU, min(soft + cfg["cpu_per_call_s"], cfg["cpu_lifetime_s"]), cfg["cpu_lifetime_s"])
+    redirect = policy.get("redirect")
+    try:
+        if redirect is not None:
+            with redirect(out):
+                exec(result.code, g)
+        else:
+            exec(result.code, g)
+        if has_value:
+            value = g.get("_")
+            if value is not None:
+                reply["value"] = _cap(repr(value), cfg["max_value_chars"])
+    except OutputLimitExceeded as exc:
+        reply.update(status="resource_limit", error=f"OutputLimitExceeded: {exc}")
+    except MemoryError:
+        reply.update(
+            status="resource_limit",
+            error=f"MemoryError: the code ran out of memory (limit {cfg['memory_mb']} MiB); use less data.",
+        )
+    except BaseException as exc:  # noqa: BLE001 - everything the model's code raises is reported, not fatal
+        if out.dropped:
+            reply.update(status="resource_limit", error=f"OutputLimitExceeded: more than {out.cap} characters printed")
+        else:
+            try:
+                reply.update(status="model_error", error=_format_exception(exc, filename, err_cap))
+            except BaseException:  # noqa: BLE001
+                reply.update(status="model_error", error=f"{type(exc).__name__} (message unavailable)")
+        exc = None
+    finally:
+        policy["current"].buffer = None
+    if out.dropped and reply["status"] == "ok":
+        reply.update(status="resource_limit", error=f"OutputLimitExceeded: more than {out.cap} characters printed")
+    reply["stdout"] = out.text()
+    reply["stdout_dropped"] = out.dropped
+    return reply
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Main loop
+
+
+def _read_exact(f, n):
+    data = f.read(n)
+    if data is None or len(data) != n:
+        return None
+    return data
+
+
+def _send(f, obj):
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8", "replace")
+    f.write(struct.pack(">I", len(data)) + data)
+    f.flush()
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    report = {"pid": os.getpid()}
+    _jail_early(cfg, report)
+    if cfg["lib_path"]:
+        sys.path.append(cfg["lib_path"])
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb")
+    try:
+        policy = build_plain_policy(cfg) if cfg["plain_python"] else build_policy(cfg)
+        _jail_late(cfg, report)
+    except BaseException as exc:  # noqa: BLE001
+        _send(proto_out, {"op": "failed", "error": _cap(f"{type(exc).__name__}: {exc}", 500), "jail": report})
+        return 3
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    sys.setrecursionlimit(cfg["recursion_limit"])
+    _send(proto_out, {"op": "ready", "jail": report})
+
+    session = None
+    while True:
+        head = _read_exact(proto_in, 4)
+        if head is None:
+            return 0
+        (size,) = struct.unpack(">I", head)
+        if size > cfg["max_request_bytes"]:
+            return 4
+        body = _read_exact(proto_in, size)
+        if body is None:
+            return 0
+        request = json.loads(body)
+        op = request.get("op")
+        if op == "exec":
+            if request.get("new_session") is not None or session is None:
+                session = None
+                gc.collect()
+                session = Session(policy, cfg, request.get("new_session") or 0)
+            reply = run_call(policy, cfg, session, request["code"])
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            reply["cpu_total_s"] = round(usage.ru_utime + usage.ru_stime, 4)
+            try:
+                _send(proto_out, reply)
+            except MemoryError:
+                _send(proto_out, {"status": "resource_limit", "stdout": "", "value": None,
+                                  "error": "MemoryError: the result was too large to send back."})  # fmt: skip
+        elif op == "ping":
+            _send(proto_out, {"op": "pong"})
+        else:
+            return 5
+
+
+if __name__ == "__main__":
+    sys.exit(main())

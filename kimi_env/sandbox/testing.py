@@ -1,0 +1,86 @@
+"""Helpers for tests of the sandbox: post-conditions every attack must leave true (used by tests/test_sandbox_*)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from .pool import all_pools
+
+
+def _proc_table() -> list[dict[str, Any]]:
+    rows = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{name}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()
+        uid = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")), -1)
+        rows.append(
+            {"pid": int(name), "state": rest[0], "ppid": int(rest[1]), "pgrp": int(rest[2]),
+             "session": int(rest[3]), "uid": uid}
+        )  # fmt: skip
+    return rows
+
+
+def leaked_processes(wait_s: float = 3.0, uid: int | None = 65534) -> list[dict[str, Any]]:
+    """Processes started by a sandbox (in a worker's session or group, or a child running as ``uid``) that no pool
+    of this process owns any more.
+
+    Killed processes take a moment to disappear, so this retries for ``wait_s`` seconds. Zombies are ignored.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        me = os.getpid()
+        pools = all_pools()
+        started = {pid for pool in pools for pid in pool.started_pids}
+        table = _proc_table()
+        live = {pid for pool in pools for pid in pool.live_pids()}  # read after the table: new workers count
+        leaked = [
+            row
+            for row in table
+            if row["state"] != "Z"
+            and row["pid"] not in live
+            and (
+                row["session"] in started
+                or row["pgrp"] in started
+                # a child of a worker or of this process running as the sandbox uid (other test processes'
+                # workers are not ours, so the uid alone is not enough)
+                or (uid is not None and row["uid"] == uid and (row["ppid"] in started or row["ppid"] == me))
+            )
+        ]
+        if not leaked or time.monotonic() > deadline:
+            return leaked
+        time.sleep(0.05)
+
+
+def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
+    """Mode, size and content of every file under ``path`` (to check an attack changed nothing)."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(path))] = (st.st_mode, st.st_size, p.read_bytes() if p.is_file() else b"")
+    return out
+
+
+def check_postconditions(tool: Any, sentinel_dir: Path | None = None, before: dict | None = None) -> None:
+    """Assert: the host is alive, the next call works fast, no worker process leaked, nothing changed outside."""
+    cwd = os.getcwd()
+    start = time.perf_counter()
+    result = tool.call(code="print(1+1)")
+    elapsed = time.perf_counter() - start
+    assert result.ok and result.content.splitlines()[-1] == "2", f"next call failed after the attack: {result}"
+    assert elapsed < 2.0, f"next call took {elapsed:.2f} s after the attack (expected < 2 s)"
+    leaked = leaked_processes()
+    assert not leaked, f"sandbox processes left behind: {leaked}"
+    assert os.getcwd() == cwd
+    if sentinel_dir is not None and before is not None:
+        assert snapshot(sentinel_dir) == before, "the attack changed files outside the sandbox's directory"
