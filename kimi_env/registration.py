@@ -35,6 +35,8 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("Calculator-v0", "envs.calculator:CalculatorEnv",
              "Arithmetic questions over large numbers with a calculator tool (the contract's smallest example)."),
+    EnvEntry("MathCode-v0", "envs.mathcode:MathCodeEnv",
+             "Generated math and logic tasks checked by value, with the python sandbox tool."),
 )
 
 

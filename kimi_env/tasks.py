@@ -6,6 +6,7 @@ Metadata keys that start with ``_`` are private too (for example a synthesizer's
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,17 @@ from typing import Any
 from .errors import InvalidArgumentError
 
 ANSWER_TYPES = ("text", "number", "date", "list")
+SPLITS = ("train", "validation", "test")
+
+
+def split_of(key: str) -> str:
+    """A stable train/validation/test assignment (80/10/10) from a key's SHA-256 (not Python's salted hash).
+
+    >>> [split_of(k) for k in ("a", "b", "e")]
+    ['train', 'train', 'test']
+    """
+    bucket = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:8], 16) % 10
+    return "train" if bucket < 8 else ("validation" if bucket == 8 else "test")
 
 
 @dataclass(frozen=True)

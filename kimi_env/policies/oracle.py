@@ -77,6 +77,13 @@ class OraclePolicy(Policy):
         return str(results[-1])
 
     # ---- ops ---------------------------------------------------------------------------------------------------
+    def _op_python(self, step: dict[str, Any], results: list[Any]) -> Script:
+        obs = yield tool_call("python", code=step["code"])
+        body = response_body(obs).strip()
+        if body.startswith("Error") or not body:
+            raise OracleError(f"python failed: {body[:200]}")
+        return body.splitlines()[-1].strip()
+
     def _op_calculate(self, step: dict[str, Any], results: list[Any]) -> Script:
         obs = yield tool_call("calculator", expression=step["expression"])
         body = response_body(obs).strip()
