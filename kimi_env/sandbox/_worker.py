@@ -205,10 +205,12 @@ RANDOM_METHODS = (
 
 
 def build_policy(cfg):
+    import abc
     import builtins
     import collections
     import copy  # noqa: F401
     import decimal
+    import functools
     import heapq  # noqa: F401
     import operator
     import random
@@ -269,6 +271,14 @@ def build_policy(cfg):
             raise NotImplementedError("string.Formatter is not available in the sandbox")
         if isinstance(obj, BaseException) and name == "obj":
             raise AttributeError('"obj" of an exception is not available in the sandbox')
+        if name == "mro" and isinstance(obj, type):
+            # cls.mro() is __mro__ by another name: it hands out base classes the code was never given (enum.Enum,
+            # whose functional API builds classes from a dict; collections.abc classes)
+            raise AttributeError('"mro" is not allowed in the sandbox (class introspection)')
+        if name == "register" and isinstance(obj, abc.ABCMeta):
+            # ABC.register() writes into a registry shared by every later episode of the worker
+            # (Fraction.register(float) breaks Fraction arithmetic for the next episode)
+            raise AttributeError('"register" of abstract classes is not available in the sandbox')
         if default is missing:
             return getattr(obj, name)
         return getattr(obj, name, default)
@@ -296,6 +306,17 @@ def build_policy(cfg):
 
     def is_user_class(cls):
         return any(klass in user_classes for klass in cls.__mro__)
+
+    real_total_ordering = functools.total_ordering
+
+    def total_ordering(cls):
+        # functools.total_ordering() setattr()s comparison methods onto the class it is given, past the write
+        # guard: allow it only on the code's own classes, never on a library class shared with later episodes
+        if not (isinstance(cls, type) and cls in user_classes):
+            raise TypeError("functools.total_ordering() works only on classes defined by your code in the sandbox")
+        return real_total_ordering(cls)
+
+    static_modules["functools"] = dict(static_modules["functools"], total_ordering=total_ordering)
 
     class ReadOnly:
         __slots__ = ("_ob",)
@@ -348,7 +369,15 @@ def build_policy(cfg):
     def one_arg_type(*args):
         if len(args) != 1:
             raise TypeError("type() takes exactly one argument in the sandbox (creating classes with type() is off)")
-        return type(args[0])
+        cls = type(args[0])
+        if issubclass(cls, type):
+            # the type of a class is a metaclass (type, ABCMeta, EnumType): the real one builds classes from a dict,
+            # with any dunder (__del__, __eq__, __subclasshook__). Answer with this guarded stand-in instead, so
+            # `type(int) is type` still holds.
+            return one_arg_type
+        return cls
+
+    one_arg_type.__name__ = one_arg_type.__qualname__ = "type"
 
     builtin_names = (
         "abs all any ascii bin bool bytearray bytes callable chr complex dict divmod enumerate filter float format "
@@ -413,9 +442,41 @@ def build_policy(cfg):
     def compile_code(tree, filename):
         return compile_restricted_exec(tree, filename)
 
+    import re as re_module
+    import weakref
+
     def reset_state():
+        """Drop what an ended episode left in the process; return what survived (empty: the worker is clean).
+
+        Called with the episode's namespace already dropped. Finalizers of its objects (a suspended generator's
+        ``finally``) run here, between episodes, not in the middle of the next episode's code; what they do to
+        shared state is undone after them.
+        """
+        classes = []
+        for _ in range(3):  # a finalizer may define a class or fill the regex cache again
+            classes += [weakref.ref(c) for c in user_classes]
+            user_classes.clear()
+            re_module.purge()  # the regex caches keep the pattern objects (str subclasses) they were given
+            if not gc.collect() and not user_classes:
+                break
         decimal.setcontext(decimal.Context())
-        user_classes.clear()
+        problems = []
+        if user_classes or any(ref() is not None for ref in classes):
+            problems.append("a class defined by the episode is still alive")
+        for ob in gc.get_objects():
+            kind, code = type(ob), None  # type(), not isinstance(): no user-defined __class__ is consulted
+            if kind is types.FunctionType:
+                code = ob.__code__
+            elif kind is types.GeneratorType:
+                code = ob.gi_code
+            elif kind is types.CoroutineType:
+                code = ob.cr_code
+            elif kind is types.AsyncGeneratorType:
+                code = ob.ag_code
+            if code is not None and code.co_filename.startswith("<cell "):
+                problems.append(f"a {type(ob).__name__} defined by the episode is still alive")
+                break
+        return problems
 
     return {
         "new_globals": new_globals,
@@ -455,7 +516,9 @@ def build_plain_policy(cfg):
         return Result(compile(tree, filename, "exec"))
 
     def reset_state():
+        gc.collect()
         decimal.setcontext(decimal.Context())
+        return []
 
     return {
         "new_globals": new_globals,
@@ -511,9 +574,35 @@ def _split_last_expression(tree):
 
 class Session:
     def __init__(self, policy, cfg, seed):
-        policy["reset_state"]()
         self.globals = policy["new_globals"](seed)
         self.count = 0
+
+
+def _rss_bytes():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def end_session(policy, cfg, session, baseline_rss):
+    """Drop an episode's namespace and undo its traces; return why the worker must not be reused (empty: clean)."""
+    policy["current"].buffer = None  # a finalizer that prints now fails, it cannot write into the next episode
+    soft = int(resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime)
+    _set_limit(resource.RLIMIT_CPU, min(soft + cfg["cpu_per_call_s"], cfg["cpu_lifetime_s"]), cfg["cpu_lifetime_s"])
+    if session is not None:
+        g, session.globals = session.globals, None
+        g.clear()  # breaks the namespace's cycles; finalizers may run (what they raise is unraisable: stderr only)
+        g = None
+    try:
+        problems = list(policy["reset_state"]())
+    except BaseException as exc:  # noqa: BLE001
+        problems = [f"cleaning the worker failed ({type(exc).__name__})"]
+    slack = max(64, cfg["memory_mb"] // 4) * 1024 * 1024
+    if baseline_rss and _rss_bytes() > baseline_rss + slack:
+        problems.append("the worker holds much more memory than when it started")
+    return problems
 
 
 def run_call(policy, cfg, session, code):
@@ -624,6 +713,7 @@ def main():
         os.dup2(devnull, fd)
     os.close(devnull)
     sys.setrecursionlimit(cfg["recursion_limit"])
+    baseline_rss = _rss_bytes()
     _send(proto_out, {"op": "ready", "jail": report})
 
     session = None
@@ -641,8 +731,7 @@ def main():
         op = request.get("op")
         if op == "exec":
             if request.get("new_session") is not None or session is None:
-                session = None
-                gc.collect()
+                end_session(policy, cfg, session, 0)  # the host ends sessions before reuse; this is a second net
                 session = Session(policy, cfg, request.get("new_session") or 0)
             reply = run_call(policy, cfg, session, request["code"])
             usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -652,6 +741,10 @@ def main():
             except MemoryError:
                 _send(proto_out, {"status": "resource_limit", "stdout": "", "value": None,
                                   "error": "MemoryError: the result was too large to send back."})  # fmt: skip
+        elif op == "end":
+            problems = end_session(policy, cfg, session, baseline_rss)
+            session = None
+            _send(proto_out, {"op": "ended", "clean": not problems, "problems": problems[:3]})
         elif op == "ping":
             _send(proto_out, {"op": "pong"})
         else:

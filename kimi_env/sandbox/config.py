@@ -32,6 +32,8 @@ class SandboxConfig:
         max_reply_bytes: Largest reply frame the host accepts from a worker (a bigger one is a protocol failure).
         start_timeout_s: Seconds a worker may take to start (not counted in a call's time).
         max_calls_per_worker: A worker is replaced after this many calls.
+        recycle_timeout_s: Seconds a worker may take, at the end of an episode, to drop the episode's state (its
+            objects' finalizers run then) and check itself; slower or not clean, it is stopped instead of reused.
         min_idle: Warm workers kept ready for the next episode.
         max_idle: Idle workers kept at most; extra released workers are stopped.
         max_workers: Workers alive at most per pool (leased + idle + starting); further acquisitions wait.
@@ -55,6 +57,7 @@ class SandboxConfig:
     max_reply_bytes: int = 4 * 1024 * 1024
     start_timeout_s: float = 20.0
     max_calls_per_worker: int = 200
+    recycle_timeout_s: float = 2.0
     min_idle: int = 1
     max_idle: int = 4
     max_workers: int = 64
@@ -64,7 +67,7 @@ class SandboxConfig:
         positive = [
             "memory_mb", "cpu_per_call_s", "file_size_mb", "max_open_files", "max_processes", "recursion_limit",
             "max_source_chars", "max_stdout_chars", "max_value_chars", "max_error_chars", "max_reply_bytes",
-            "start_timeout_s", "max_calls_per_worker", "max_workers",
+            "start_timeout_s", "max_calls_per_worker", "max_workers", "recycle_timeout_s",
         ]  # fmt: skip
         for name in positive:
             value = getattr(self, name)

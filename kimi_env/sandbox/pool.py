@@ -183,6 +183,7 @@ class WorkerPool:
         self._idle: list[Worker] = []
         self._all: dict[int, Worker] = {}
         self._starting = 0
+        self._recycling = 0
         self._cond: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task] = set()
         self.started_pids: list[int] = []  # every worker this pool ever started (tests check none is left)
@@ -195,7 +196,10 @@ class WorkerPool:
         return set(self._all)
 
     def stats(self) -> dict[str, int]:
-        return {"idle": len(self._idle), "alive": len(self._all), "starting": self._starting}
+        return {
+            "idle": len(self._idle), "alive": len(self._all), "starting": self._starting,
+            "recycling": self._recycling,
+        }  # fmt: skip
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
@@ -326,12 +330,23 @@ class WorkerPool:
         if self.closed:
             raise WorkerError("the sandbox pool was closed")
         cond = self._condition()
+        # a worker being cleaned after its episode is usually back within milliseconds: wait that long for it,
+        # not for a slow cleaning (its finalizers may run until recycle_timeout_s)
+        recycle_deadline = asyncio.get_running_loop().time() + 0.1
         while True:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive:
                     self._maybe_refill()
                     return worker
+            left = recycle_deadline - asyncio.get_running_loop().time()
+            if self._recycling and left > 0:
+                async with cond:
+                    try:
+                        await asyncio.wait_for(cond.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                continue
             if len(self._all) + self._starting < self.config.max_workers:
                 worker = await self._start_counted()
                 self._maybe_refill()
@@ -354,10 +369,39 @@ class WorkerPool:
             and len(self._idle) < cfg.max_idle
         )
         if keep:
-            self._idle.append(worker)
+            # Not straight back to the idle list: the episode's namespace is dropped and the worker checked first
+            # (see _recycle), so nothing of this episode can run or be found during the next one.
+            self._recycling += 1
+            self._spawn_background(self._recycle(worker))
         else:
             worker.kill("released")
         self._maybe_refill()
+
+    async def _recycle(self, worker: Worker) -> None:
+        """End the episode in ``worker`` and keep the worker warm only if it reports itself clean.
+
+        The worker drops the namespace (finalizers of the episode's objects run now, under a time limit, not inside
+        the next episode), restores shared state, and checks that no function, generator or class of the episode
+        survived (e.g. stashed in a library cache) and that its memory did not grow; otherwise it is stopped.
+        """
+        clean = False
+        try:
+            reply = await worker.request({"op": "end"}, timeout=self.config.recycle_timeout_s)
+            clean = reply.get("op") == "ended" and reply.get("clean") is True
+        except WorkerError:
+            pass  # timed out, crashed or broke the protocol: request() killed it
+        finally:
+            self._recycling -= 1
+            keep = clean and not self.closed and worker.alive and len(self._idle) < self.config.max_idle
+            if keep:
+                self._idle.append(worker)
+            else:
+                worker.kill("not clean after its episode" if not clean else "released")
+            if not self.closed:
+                self._maybe_refill()
+            cond = self._condition()
+            async with cond:
+                cond.notify_all()
 
     async def warm(self, n: int | None = None) -> None:
         """Start workers until ``n`` (default ``min_idle``) are idle."""
