@@ -208,3 +208,15 @@ def test_close_leaves_no_processes():
     aio.run(close_all_pools())
     assert leaked_processes() == []
     assert t.call(code="2").content == "2"  # a closed pool is replaced on the next call
+
+
+def test_datetime_strftime_works_in_the_sandbox():
+    """C datetime imports `time` through the sandbox's import hook; the curated `time` module must satisfy it."""
+    tool = PythonTool()
+    try:
+        res = tool.call(code="import datetime\ndatetime.date(2020, 1, 1).strftime('%A %d %B %Y')")
+        assert res.ok and res.content == "'Wednesday 01 January 2020'", res.content
+        res = tool.call(code="import time\ntime.sleep(0)")
+        assert not res.ok and "sleep" in res.content
+    finally:
+        tool.close()

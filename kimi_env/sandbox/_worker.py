@@ -192,6 +192,8 @@ MODULE_NAMES = {
     "bisect": "bisect bisect_left bisect_right insort insort_left insort_right",
     "textwrap": "wrap fill dedent indent shorten",
     "copy": "copy deepcopy",
+    # datetime's C strftime imports `time` through the sandbox's __import__ and calls time.strftime
+    "time": "strftime",
 }
 # Modules made only of C functions and numbers: every public name is safe to hand out.
 ALL_PUBLIC = ("math", "cmath", "itertools", "unicodedata")
