@@ -1,0 +1,185 @@
+"""Offline-web benchmark: corpus and index build, search latency, tool overhead, browse latency, recall@5.
+
+Usage (each size runs in well under two minutes on 2 shared cores)::
+
+    .venv/bin/python benchmarks/bench_web.py --sizes 10000 100000 --append docs/benchmarks-web.md
+
+Synthetic pages: ~300 words each from a seeded Zipf-distributed vocabulary of 30,000 made-up words, a 3-word
+title. Known-item queries are 5 words drawn from one page's body; recall@5 counts how often that page is in the
+top 5. rank_bm25 (BM25Okapi, same tokens) is the reference for recall at the smallest size only (it is slow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kimi_env import aio  # noqa: E402
+from kimi_env.tools.browse import BrowseTool  # noqa: E402
+from kimi_env.tools.search import SearchTool  # noqa: E402
+from kimi_env.web.corpus import Corpus  # noqa: E402
+from kimi_env.web.document import Document  # noqa: E402
+from kimi_env.web.index import BM25Index, tokenize  # noqa: E402
+
+SYLLABLES = "ka lo mi ra tu ven sor pel dan qui ber tos lia mon gar fel ix ul ne zo".split()
+
+
+def vocabulary(rng: np.random.Generator, size: int = 30_000) -> np.ndarray:
+    words: dict[str, None] = {}
+    while len(words) < size:
+        words["".join(rng.choice(SYLLABLES, int(rng.integers(2, 5))))] = None
+    return np.array(list(words))
+
+
+def generate(n: int, seed: int = 0) -> tuple[list[Document], np.ndarray]:
+    """n text pages plus a typical HTML page and a 1 MB HTML page; returns (docs, body word ids)."""
+    rng = np.random.default_rng(seed)
+    vocab = vocabulary(rng)
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.07
+    ids = rng.choice(len(vocab), size=(n, 300), p=p / p.sum())
+    titles = rng.integers(200, len(vocab), size=(n, 3))
+    docs = []
+    for i in range(n):
+        body = vocab[ids[i]]
+        sentences = [" ".join(body[j : j + 15]).capitalize() + "." for j in range(0, 300, 15)]
+        text = "\n\n".join(" ".join(sentences[k : k + 4]) for k in range(0, 20, 4))
+        docs.append(Document(f"https://bench.test/wiki/P{i}", " ".join(vocab[titles[i]]).title(), text=text))
+    typical = "<title>Typical</title><h1>Typical</h1>" + "".join(
+        f"<p>{' '.join(vocab[ids[k % n]][:120])} <a href='/wiki/P{k}'>P{k}</a></p>" for k in range(12)
+    )
+    docs.append(Document("https://bench.test/wiki/Typical", "Typical", html=typical))
+    big = "<title>Big</title>" + "".join(
+        f"<h2>Part {k}</h2><p>{' '.join(vocab[ids[k % n]])} <a href='/wiki/P{k % n}'>P{k % n}</a></p>" for k in range(480)
+    )
+    docs.append(Document("https://bench.test/wiki/Big", "Big", html=big))
+    return docs, ids
+
+
+def ms(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values) * 1e3, float(np.percentile(values, 99)) * 1e3
+
+
+def bench(n: int, workdir: Path, n_queries: int, with_reference: bool) -> list[str]:
+    rows: list[str] = []
+    t = time.perf_counter()
+    docs, ids = generate(n)
+    gen_s = time.perf_counter() - t
+    t = time.perf_counter()
+    corpus = Corpus.build(docs, workdir / f"c{n}")
+    corpus_s = time.perf_counter() - t
+    t = time.perf_counter()
+    index = BM25Index.load_or_build(corpus, rebuild=True)
+    index_s = time.perf_counter() - t
+    disk = sum(f.stat().st_size for f in (corpus.path).glob("*") if f.is_file())
+    rows.append(f"| {n:,} | corpus build | {corpus_s:.1f} s (generation {gen_s:.1f} s), {disk / 1e6:.0f} MB on disk |")
+    rows.append(f"| {n:,} | index build (bm25s) | {index_s:.1f} s, {index.size_bytes() / 1e6:.0f} MB on disk |")
+
+    rng = np.random.default_rng(1)
+    targets = rng.choice(n, size=n_queries, replace=False)
+    vocab_words = [d.text.split() for d in (docs[i] for i in targets)]
+    queries = [" ".join(rng.choice([w.strip(".").lower() for w in words], 5, replace=False)) for words in vocab_words]
+
+    single = []
+    for q in queries:
+        s = time.perf_counter()
+        index.search([q], 5)
+        single.append(time.perf_counter() - s)
+    five, tool_times, bare_times = [], [], []
+    tool = SearchTool(corpus)
+    tool.call(queries=queries[:1])
+    groups = [queries[i : i + 5] for i in range(0, len(queries) - 4, 5)]
+    for g in groups:
+        s = time.perf_counter()
+        index.search(g, 5)
+        five.append(time.perf_counter() - s)
+    for g in groups:
+        s = time.perf_counter()
+        tool.call(queries=g, top_k=5)
+        tool_times.append(time.perf_counter() - s)
+        s = time.perf_counter()
+        index.search(g, 5)
+        bare_times.append(time.perf_counter() - s)
+    tool.close()
+    p50, p99 = ms(single)
+    rows.append(f"| {n:,} | search, 1 query (p50 / p99) | {p50:.2f} / {p99:.2f} ms |")
+    p50, p99 = ms(five)
+    rows.append(f"| {n:,} | search, 5 queries in one call (p50 / p99) | {p50:.2f} / {p99:.2f} ms |")
+    ratio = statistics.median(tool_times) / statistics.median(bare_times)
+    rows.append(f"| {n:,} | SearchTool.call / bare index.search, 5 queries (p50 ratio) | {ratio:.2f}x "
+                f"({statistics.median(tool_times) * 1e3:.2f} vs {statistics.median(bare_times) * 1e3:.2f} ms) |")
+
+    hits = [index.search([q], 5)[0] for q in queries]
+    recall = np.mean([docs[t].url in {h.url for h in hs} for t, hs in zip(targets, hits)])
+    line = f"| {n:,} | known-item recall@5 ({n_queries} queries) | {recall:.3f}"
+    if with_reference:
+        import rank_bm25
+
+        t = time.perf_counter()
+        tokens = [tokenize(d.title) * 2 + tokenize(d.text or "") for d in docs[:n]]
+        ref = rank_bm25.BM25Okapi(tokens, k1=1.5, b=0.75)
+        ref_recall = np.mean(
+            [t_ in np.argsort(-ref.get_scores(list(dict.fromkeys(tokenize(q)))), kind="stable")[:5] for t_, q in zip(targets[:100], queries[:100])]
+        )
+        line += f"; rank_bm25 on the first 100 queries: {ref_recall:.3f} (ours on the same 100: "
+        line += f"{np.mean([docs[t_].url in {h.url for h in hs} for t_, hs in zip(targets[:100], hits[:100])]):.3f}; "
+        line += f"rank_bm25 took {time.perf_counter() - t:.0f} s)"
+    rows.append(line + " |")
+
+    browser = BrowseTool(corpus, page_chars=4000)
+    browser.call(url="https://bench.test/wiki/Typical")
+    typical, big = [], []
+    for _ in range(50):
+        browser.reset()
+        s = time.perf_counter()
+        browser.call(url="https://bench.test/wiki/Typical")
+        typical.append(time.perf_counter() - s)
+    for _ in range(5):
+        browser.reset()
+        s = time.perf_counter()
+        r = browser.call(url="https://bench.test/wiki/Big")
+        big.append(time.perf_counter() - s)
+    size = len(corpus.get("https://bench.test/wiki/Big").html or "")
+    browser.close()
+    rows.append(f"| {n:,} | browse, typical page (~9 KB HTML) p50 | {ms(typical)[0]:.2f} ms |")
+    rows.append(f"| {n:,} | browse, {size / 1e6:.1f} MB page p50 ({r.meta.get('pages')} pages of 4000 chars) | {ms(big)[0]:.0f} ms |")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
+    args = parser.parse_args()
+    rows = ["| pages | measure | result |", "|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="kimi-bench-") as tmp:
+        for i, n in enumerate(args.sizes):
+            rows += bench(n, Path(tmp), args.queries, with_reference=(i == 0))
+            print("\n".join(rows), flush=True)
+    header = (
+        f"\n## Offline web ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()})\n\n"
+        f"Command: `.venv/bin/python benchmarks/bench_web.py --sizes {' '.join(map(str, args.sizes))} "
+        f"--queries {args.queries}`\n\n"
+    )
+    text = header + "\n".join(rows) + "\n"
+    if args.append:
+        with args.append.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The ``search`` tool: several queries at once over the offline web, results numbered and de-duplicated.
+
+Output format (one section per query; a page already listed under an earlier query is not repeated)::
+
+    Results for "eiffel tower height":
+    [1] Eiffel Tower
+    https://kimiwiki.test/wiki/Eiffel_Tower
+    The tower is 330 metres tall ...
+
+    [2] ...
+
+    Results for "capital of france":
+    [3] Paris
+    https://kimiwiki.test/wiki/Paris
+    Paris is the capital ...
+    (also matched: [1])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from ..web.backends import HTTPBackend, IndexBackend, OpenSearchBackend, SearchBackend, SearchBackendError
+from ..web.corpus import Corpus
+from ..web.index import Hit
+from .base import Tool, ToolResult, ToolStatus
+
+__all__ = ["SearchTool", "SearchBackend", "IndexBackend", "HTTPBackend", "OpenSearchBackend", "format_results"]
+
+
+def format_results(queries: list[str], results: list[list[Hit]]) -> tuple[str, list[dict[str, Any]]]:
+    """Render per-query hits as numbered text; returns (text, [{"n", "url", "title", "query"}])."""
+    numbered: dict[str, int] = {}
+    listed: list[dict[str, Any]] = []
+    sections = []
+    for query, hits in zip(queries, results):
+        lines = [f'Results for "{query}":']
+        seen_again = []
+        for hit in hits:
+            if hit.url in numbered:
+                seen_again.append(f"[{numbered[hit.url]}]")
+                continue
+            n = numbered[hit.url] = len(numbered) + 1
+            listed.append({"n": n, "url": hit.url, "title": hit.title, "query": query, "score": hit.score})
+            lines += [f"[{n}] {hit.title or hit.url}", hit.url]
+            if hit.snippet:
+                lines.append(hit.snippet)
+            lines.append("")
+        if not hits:
+            lines += ["No results. Try different or fewer words.", ""]
+        elif seen_again:
+            lines += [f"(also matched: {', '.join(seen_again)})", ""]
+        sections.append("\n".join(lines).rstrip())
+    return "\n\n".join(sections), listed
+
+
+class SearchTool(Tool):
+    """Search the offline web. Results list title, URL and a matching passage; open one with the browse tool."""
+
+    name = "search"
+
+    def __init__(
+        self,
+        corpus: Corpus | str | os.PathLike | None = None,
+        *,
+        backend: SearchBackend | None = None,
+        top_k_max: int = 10,
+        max_queries: int = 5,
+        timeout: float = 20.0,
+        max_output_chars: int = 8000,
+    ) -> None:
+        if backend is None and corpus is None:
+            raise InvalidArgumentError(
+                "SearchTool needs a corpus (Corpus or its directory) or a backend=; got neither. "
+                "Fix: SearchTool(Corpus.open('path/to/corpus'))."
+            )
+        if top_k_max < 1 or max_queries < 1:
+            raise InvalidArgumentError(f"top_k_max and max_queries must be >= 1, got {top_k_max} and {max_queries}.")
+        self.top_k_max = int(top_k_max)
+        self.max_queries = int(max_queries)
+        if corpus is not None and not isinstance(corpus, Corpus):
+            corpus = Corpus.open(Path(corpus))
+        self.corpus = corpus
+        self.backend = backend if backend is not None else IndexBackend(corpus)
+        super().__init__(timeout=timeout, max_output_chars=max_output_chars)
+
+    def _build_schema(self) -> dict:
+        schema = super()._build_schema()
+        props = schema["function"]["parameters"]["properties"]
+        props["queries"].update({"minItems": 1, "maxItems": self.max_queries})
+        props["top_k"].update({"minimum": 1, "maximum": self.top_k_max})
+        return schema
+
+    async def run(self, queries: list[str], top_k: int = 5) -> ToolResult:
+        """Search the web for one or more queries at once; returns numbered results with title, URL and snippet.
+
+        Args:
+            queries: Search queries (short keyword phrases work best); several run in parallel.
+            top_k: Results per query.
+        """
+        cleaned: list[str] = []
+        for i, q in enumerate(queries, 1):
+            q = " ".join(q.split())
+            if not q:
+                return ToolResult.failure(
+                    f"query {i} of {len(queries)} is empty; give keywords to search for, "
+                    'e.g. {"queries": ["eiffel tower height"]}.',
+                    ToolStatus.INVALID_ARGUMENTS,
+                )
+            if q not in cleaned:
+                cleaned.append(q)
+        try:
+            results = await self.backend.search(cleaned, top_k)
+        except SearchBackendError as exc:
+            return ToolResult.failure(f"search backend failed: {exc}. Try again or rephrase.")
+        text, listed = format_results(cleaned, results)
+        return ToolResult.success(
+            text, queries=cleaned, result_urls=[r["url"] for r in listed], results=listed
+        )
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()

@@ -1,0 +1,102 @@
+"""``kimi-env corpus import`` and ``kimi-env serve``: register with :func:`register` on an argparse subparsers object.
+
+Each command sets ``func`` (``args.func(args) -> int`` exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``corpus`` (with ``import``) and ``serve`` commands."""
+    corpus = subparsers.add_parser("corpus", help="build and inspect offline-web corpora")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="{import,info}")
+    corpus_sub.required = True
+
+    imp = corpus_sub.add_parser(
+        "import", help="build a corpus from a JSONL file (url, title, text|html per line) or a folder of HTML pages"
+    )
+    imp.add_argument("path", metavar="PATH", help="a .jsonl file or a directory of saved .html pages")
+    imp.add_argument("--out", required=True, metavar="DIR", help="corpus directory to write")
+    imp.add_argument("--name", default=None, help="corpus name for the manifest (default: DIR's name)")
+    imp.add_argument("--base-url", default=None, help="URL prefix for HTML pages without a canonical URL")
+    imp.add_argument("--overwrite", action="store_true", help="replace an existing corpus at DIR")
+    imp.add_argument(
+        "--on-duplicate", choices=("error", "first", "last"), default="error", help="what to do with repeated URLs"
+    )
+    imp.add_argument("--index", action="store_true", help="also build the search index now")
+    imp.set_defaults(func=_cmd_import)
+
+    info = corpus_sub.add_parser("info", help="print a corpus manifest")
+    info.add_argument("dir", metavar="DIR")
+    info.set_defaults(func=_cmd_info)
+
+    serve = subparsers.add_parser("serve", help="serve a corpus over HTTP (pages and /search)")
+    serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
+    serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+    from .importers import import_path  # noqa: PLC0415
+
+    start = time.perf_counter()
+    try:
+        corpus = Corpus.build(
+            import_path(args.path, base_url=args.base_url),
+            args.out,
+            name=args.name,
+            overwrite=args.overwrite,
+            on_duplicate=args.on_duplicate,
+        )
+    except (CorpusError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"Wrote {len(corpus)} documents to {corpus.path} (content hash {corpus.content_hash[:16]}) "
+        f"in {time.perf_counter() - start:.1f} s."
+    )
+    if args.index:
+        from .index import BM25Index  # noqa: PLC0415
+
+        index = BM25Index.load_or_build(corpus)
+        print(f"Search index at {index.path} ({index.size_bytes() / 1e6:.1f} MB).")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+
+    try:
+        corpus = Corpus.open(args.dir)
+    except CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(corpus.manifest, indent=2))
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+    from .server import serve  # noqa: PLC0415
+
+    try:
+        corpus = Corpus.open(args.corpus)
+    except CorpusError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        serve(corpus, host=args.host, port=args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port} ({exc}). Fix: choose another --port.", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,357 @@
+"""The offline web on disk: a corpus of documents keyed by canonical URL.
+
+A corpus directory holds two files:
+
+* ``manifest.json``: ``{"format": "kimi-env-corpus", "format_version": 1, "count", "content_hash", "name",
+  "created_by"}``. ``content_hash`` is a SHA-256 over every document (URL, title, HTML, text, links, in order), so
+  two corpora with the same documents have the same hash on any machine; indexes are cached under it.
+* ``corpus.sqlite``: one row per document (``id`` = position, normalized URL key, URL, title, zlib-compressed
+  body, zlib-compressed readable text for indexing, links as JSON). Rows are read on demand, so opening a
+  million-page corpus costs no text in memory, and a lookup by URL is one indexed SQLite query (~20 us).
+
+>>> from kimi_env.web.document import Document
+>>> c = Corpus.from_documents([Document("https://kimiwiki.test/wiki/A", "A", text="Alpha.")])
+>>> len(c), c.get("https://KimiWiki.test/wiki/A/#History").title
+(1, 'A')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tempfile
+import threading
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .. import __version__
+from ..errors import InvalidArgumentError, KimiEnvError
+from .document import Document
+
+__all__ = ["Corpus", "CorpusError", "normalize_url", "cache_root"]
+
+FORMAT = "kimi-env-corpus"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DATA = "corpus.sqlite"
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+class CorpusError(KimiEnvError, ValueError):
+    """A corpus directory or an input file is missing, malformed or inconsistent."""
+
+
+def cache_root() -> Path:
+    """``$KIMI_ENV_CACHE`` when set, else ``~/.cache/kimi-env``."""
+    env = os.environ.get("KIMI_ENV_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "kimi-env"
+
+
+def normalize_url(url: str) -> str:
+    """The lookup key of a URL: fragment dropped, scheme and host lower-cased, default port and trailing slash dropped.
+
+    >>> normalize_url("HTTPS://KimiWiki.test:443/wiki/Paris/#History")
+    'https://kimiwiki.test/wiki/Paris'
+    >>> normalize_url("https://kimiwiki.test")
+    'https://kimiwiki.test/'
+    """
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    scheme = parts.scheme.lower()
+    netloc = parts.netloc.lower()
+    if scheme in _DEFAULT_PORTS and netloc.endswith(":" + _DEFAULT_PORTS[scheme]):
+        netloc = netloc.rsplit(":", 1)[0]
+    path = parts.path or "/"
+    if len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/") or "/"
+    return urlunsplit((scheme, netloc, path, parts.query, ""))
+
+
+def _doc_record(doc: Document) -> bytes:
+    """The canonical serialization that the content hash covers."""
+    return json.dumps([doc.url, doc.title, doc.html, doc.text, list(doc.links)], ensure_ascii=False).encode() + b"\n"
+
+
+def _check_document(doc: object, position: int) -> Document:
+    if not isinstance(doc, Document):
+        raise CorpusError(
+            f"Document #{position} is a {type(doc).__name__}, expected kimi_env.web.Document. "
+            "Fix: wrap it, e.g. Document(url=..., title=..., text=...)."
+        )
+    if not isinstance(doc.url, str) or not doc.url.startswith(("http://", "https://")):
+        raise CorpusError(
+            f"Document #{position} has url {doc.url!r}; expected an absolute http(s) URL such as "
+            "'https://kimiwiki.test/wiki/Page'. Fix: give every document its canonical absolute URL."
+        )
+    if doc.html is None and doc.text is None:
+        raise CorpusError(f"Document #{position} ({doc.url}) has neither html nor text. Fix: set one of them.")
+    return doc
+
+
+def _plain_text(doc: Document) -> tuple[str, tuple[str, ...]]:
+    """Readable text (for indexing and snippets) and links of a document."""
+    if doc.html is None:
+        return doc.text or "", tuple(doc.links)
+    from .text import render_html  # noqa: PLC0415
+
+    page = render_html(doc.html, doc.url, number_links=False)
+    return page.text, tuple(doc.links) or page.links
+
+
+class Corpus:
+    """A read-only corpus of documents on disk. Thread-safe; cheap to open.
+
+    Use :meth:`build` to write one, :meth:`open` to read one, :meth:`from_documents` for small in-memory sets.
+    """
+
+    def __init__(self, path: Path, manifest: dict) -> None:
+        self.path = path
+        self.manifest = manifest
+        self._local = threading.local()
+
+    # -- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Corpus:
+        """Open a corpus directory written by :meth:`build`."""
+        path = Path(path).expanduser().resolve()
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file() or not (path / DATA).is_file():
+            raise CorpusError(
+                f"{path} is not a kimi-env corpus (expected {MANIFEST} and {DATA} in it). "
+                "Fix: build one with `kimi-env corpus import PATH --out DIR` or Corpus.build(...)."
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CorpusError(f"{manifest_path} is unreadable ({exc}). Fix: rebuild the corpus.") from exc
+        if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+            raise CorpusError(
+                f"{manifest_path} has format {manifest.get('format')!r} version {manifest.get('format_version')!r}; "
+                f"expected {FORMAT!r} version {FORMAT_VERSION}. Fix: rebuild the corpus with this kimi-env."
+            )
+        return cls(path, manifest)
+
+    @classmethod
+    def build(
+        cls,
+        documents: Iterable[Document],
+        out_dir: str | os.PathLike,
+        *,
+        name: str | None = None,
+        overwrite: bool = False,
+        on_duplicate: str = "error",
+    ) -> Corpus:
+        """Write ``documents`` (streamed, any number) to ``out_dir`` and open the result.
+
+        Args:
+            documents: Documents with canonical absolute URLs.
+            out_dir: Directory to create (or replace when ``overwrite``).
+            name: A human name stored in the manifest (default: the directory name).
+            overwrite: Replace an existing corpus at ``out_dir``.
+            on_duplicate: What to do when two documents have the same normalized URL: ``"error"``, ``"first"``
+                (keep the first) or ``"last"`` (keep the last).
+        """
+        if on_duplicate not in ("error", "first", "last"):
+            raise InvalidArgumentError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}.")
+        out = Path(out_dir).expanduser().resolve()
+        if (out / MANIFEST).exists() and not overwrite:
+            raise CorpusError(f"{out} already holds a corpus. Fix: pass overwrite=True or choose another --out.")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".corpus-build-", dir=out.parent))
+        try:
+            manifest = _write_corpus(documents, tmp, name or out.name, on_duplicate)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(out, manifest)
+
+    @classmethod
+    def from_documents(
+        cls, documents: Iterable[Document], *, name: str | None = None, cache_dir: str | os.PathLike | None = None
+    ) -> Corpus:
+        """Build (or reuse) a corpus for a small set of documents under the cache directory, keyed by content hash.
+
+        Two calls with the same documents, in any process, open the same directory.
+        """
+        docs = [_check_document(d, i) for i, d in enumerate(documents)]
+        digest = hashlib.sha256()
+        for doc in docs:
+            digest.update(_doc_record(doc))
+        root = Path(cache_dir).expanduser() if cache_dir else cache_root() / "corpora"
+        target = root / digest.hexdigest()[:24]
+        if (target / MANIFEST).is_file():
+            try:
+                return cls.open(target)
+            except CorpusError:
+                pass
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".corpus-build-", dir=root))
+        try:
+            manifest = _write_corpus(docs, tmp, name or "in-memory", "error")
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return cls.open(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(target.resolve(), manifest)
+
+    # -- reading ------------------------------------------------------------------------------------------------
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            uri = (self.path / DATA).as_uri() + "?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    @property
+    def content_hash(self) -> str:
+        """SHA-256 (hex) over all documents; equal corpora have equal hashes."""
+        return str(self.manifest["content_hash"])
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.path.name))
+
+    def __len__(self) -> int:
+        return int(self.manifest["count"])
+
+    def __contains__(self, url: object) -> bool:
+        return isinstance(url, str) and self.id_of(url) is not None
+
+    def __iter__(self) -> Iterator[Document]:
+        cur = self._db().execute("SELECT url, title, kind, body, links FROM docs ORDER BY id")
+        for row in cur:
+            yield _row_document(row)
+
+    def __repr__(self) -> str:
+        return f"Corpus({str(self.path)!r}, count={len(self)}, hash={self.content_hash[:12]})"
+
+    def id_of(self, url: str) -> int | None:
+        """The row number of ``url`` (normalized), or None."""
+        row = self._db().execute("SELECT id FROM docs WHERE key = ?", (normalize_url(url),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def get(self, url: str) -> Document | None:
+        """The document at ``url`` (fragment, case of scheme/host and trailing slash ignored), or None."""
+        if not isinstance(url, str):
+            return None
+        row = self._db().execute(
+            "SELECT url, title, kind, body, links FROM docs WHERE key = ?", (normalize_url(url),)
+        ).fetchone()
+        return None if row is None else _row_document(row)
+
+    def get_by_id(self, doc_id: int) -> Document:
+        """The document in row ``doc_id`` (0-based build order)."""
+        row = self._db().execute("SELECT url, title, kind, body, links FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise IndexError(f"corpus has {len(self)} documents; row {doc_id} does not exist")
+        return _row_document(row)
+
+    def summary(self, doc_id: int) -> tuple[str, str, str]:
+        """(url, title, readable text) of row ``doc_id``: what search results and snippets need."""
+        row = self._db().execute("SELECT url, title, plain, body FROM docs WHERE id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise IndexError(f"corpus has {len(self)} documents; row {doc_id} does not exist")
+        return row[0], row[1], zlib.decompress(row[2] or row[3]).decode("utf-8")
+
+    def iter_text(self) -> Iterator[tuple[int, str, str]]:
+        """(row, title, readable text) of every document in order: the input of the search index."""
+        cur = self._db().execute("SELECT id, title, plain, body FROM docs ORDER BY id")
+        for doc_id, title, plain, body in cur:
+            yield int(doc_id), title, zlib.decompress(plain or body).decode("utf-8")
+
+    def urls(self) -> Iterator[str]:
+        """Every document URL, in build order."""
+        for (url,) in self._db().execute("SELECT url FROM docs ORDER BY id"):
+            yield url
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def _row_document(row: tuple) -> Document:
+    url, title, kind, body, links = row
+    content = zlib.decompress(body).decode("utf-8")
+    link_tuple = tuple(json.loads(links)) if links else ()
+    if kind == 1:
+        return Document(url, title, html=content, links=link_tuple)
+    return Document(url, title, text=content, links=link_tuple)
+
+
+def _write_corpus(documents: Iterable[Document], out: Path, name: str, on_duplicate: str) -> dict:
+    """Stream documents into ``out/corpus.sqlite``; write the manifest last. Returns the manifest."""
+    conn = sqlite3.connect(out / DATA)
+    conn.execute("PRAGMA journal_mode=OFF")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute(
+        "CREATE TABLE docs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, url TEXT NOT NULL, "
+        "title TEXT NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL, plain BLOB NOT NULL, links TEXT)"
+    )
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        for position, doc in enumerate(documents):
+            doc = _check_document(doc, position)
+            key = normalize_url(doc.url)
+            existing = conn.execute("SELECT id, url FROM docs WHERE key = ?", (key,)).fetchone()
+            if existing is not None:
+                if on_duplicate == "error":
+                    raise CorpusError(
+                        f"Document #{position} ({doc.url}) has the same URL as document #{existing[0]} "
+                        f"({existing[1]}) after normalization. Fix: de-duplicate the input or pass "
+                        "on_duplicate='first' / 'last'."
+                    )
+                if on_duplicate == "first":
+                    continue
+            plain, links = _plain_text(doc)
+            row = (
+                key,
+                doc.url,
+                doc.title or "",
+                1 if doc.html is not None else 0,
+                zlib.compress((doc.html if doc.html is not None else doc.text or "").encode("utf-8"), 6),
+                zlib.compress(plain.encode("utf-8"), 6) if doc.html is not None else b"",  # text docs: body is the text
+                json.dumps(list(links), ensure_ascii=False) if links else None,
+            )
+            if existing is not None:  # "last"
+                conn.execute(
+                    "UPDATE docs SET key=?, url=?, title=?, kind=?, body=?, plain=?, links=? WHERE id=?",
+                    (*row, existing[0]),
+                )
+            else:
+                conn.execute("INSERT INTO docs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (count, *row))
+                count += 1
+        conn.commit()
+        # The hash covers the stored documents in row order (duplicates resolved), not the raw input.
+        for (url, title, kind, body, links) in conn.execute("SELECT url, title, kind, body, links FROM docs ORDER BY id"):
+            digest.update(_doc_record(_row_document((url, title, kind, body, links))))
+    finally:
+        conn.close()
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "count": count,
+        "content_hash": digest.hexdigest(),
+        "created_by": f"kimi-env {__version__}",
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest

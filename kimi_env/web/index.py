@@ -1,0 +1,344 @@
+"""BM25 search over a corpus (title + readable text), built once and cached on disk by content hash.
+
+The index uses `bm25s <https://github.com/xhluca/bm25s>`_ (eager sparse BM25 in numpy) with our own tokenizer
+(NFKC, case-folded ``\\w+`` words minus a short English stop list; titles count twice). It was chosen over tantivy
+by measurement, see ``docs/web.md``. Results are deterministic: ties are broken by corpus order.
+
+>>> from kimi_env.web.document import Document
+>>> from kimi_env.web.corpus import Corpus
+>>> c = Corpus.from_documents([Document("https://a.test/x", "Zebra", text="Zebras are striped. They run."),
+...                            Document("https://a.test/y", "Lion", text="Lions roar loudly.")])
+>>> [h.url for h in get_index(c).search(["striped zebra"], top_k=2)[0]]
+['https://a.test/x']
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .corpus import Corpus, CorpusError, cache_root
+
+__all__ = ["Hit", "BM25Index", "get_index", "tokenize", "make_snippet", "INDEX_VERSION"]
+
+#: Bumped whenever tokenization or the on-disk layout changes; part of the cache key.
+INDEX_VERSION = 1
+_META = "kimi_index.json"
+_WORD = re.compile(r"\w+")
+_STOP = frozenset(
+    """a an and are as at be but by for from has have he her his in into is it its of on or she that the their
+    them they this to was were which who will with""".split()
+)
+_SENTENCE = re.compile(r"(?<=[.!?]) +")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        url: Canonical URL of the page.
+        title: Page title.
+        score: BM25 score (higher is better; comparable only within one query).
+        snippet: A query-biased passage of the page text (about 240 characters).
+    """
+
+    url: str
+    title: str
+    score: float
+    snippet: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "title": self.title, "score": self.score, "snippet": self.snippet}
+
+
+def tokenize(text: str) -> list[str]:
+    """Index and query tokens: NFKC-normalized, case-folded words without stop words.
+
+    >>> tokenize("The Eiffel Tower's height, in 1889!")
+    ['eiffel', 'tower', 's', 'height', '1889']
+    """
+    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in _STOP]
+
+
+def _unique(tokens: list[str]) -> list[str]:
+    return list(dict.fromkeys(tokens))
+
+
+def make_snippet(text: str, terms: set[str], width: int = 240, weights: dict[str, float] | None = None) -> str:
+    """The passage of ``text`` (a window of whole sentences, about ``width`` chars) that best matches ``terms``.
+
+    Sentences score by the summed weight of the distinct query terms they contain; the earliest best one wins.
+    The window grows forward but not across a heading; markdown markers are dropped and table rows read
+    ``a: b``.
+
+    >>> make_snippet("Cats sleep. Dogs bark at night. Birds sing.", {"dogs", "night"}, width=40)
+    'Dogs bark at night. Birds sing.'
+    >>> make_snippet("# Title\\n| Height | 330 m |\\nOther.", {"height"})
+    'Height: 330 m. Other.'
+    """
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    weights = weights or {}
+    pattern = _terms_pattern(tuple(sorted(terms)))
+    best: tuple[float, int, int] = (0.0, 0, -1)  # (score, line, sentence): the earliest best line, then sentence
+
+    def score_of(chunk: str) -> float:
+        return sum(weights.get(t, 1.0) for t in set(pattern.findall(chunk.lower()))) if pattern else 0.0
+
+    for li, line in enumerate(lines):
+        score = score_of(line) * (0.5 if line.startswith("#") else 1.0)
+        if score > best[0]:
+            best = (score, li, 0)
+    if best[0] > 0:
+        sentences = _clean(lines[best[1]])
+        scores = [score_of(sentence) for sentence, _h in sentences]
+        best = (best[0], best[1], scores.index(max(scores)) if scores else 0)
+    _score, li, si = best
+    if si < 0:  # nothing matched: start at the first line that is not a heading
+        li = next((i for i, line in enumerate(lines) if not line.startswith("#")), 0)
+        si = 0
+    units = _clean(lines[li])[si:]
+    out = units[0][0] if units else lines[li]
+    if len(out) > width:
+        return _clip_around(out, terms, width)
+    rest = units[1:]
+    for line in lines[li + 1 :]:
+        if len(out) >= width:
+            break
+        rest.extend(_clean(line))
+        for sentence, heading in rest:
+            if heading or len(out) + 1 + len(sentence) > width:
+                return out
+            out += " " + sentence
+        rest = []
+    for sentence, heading in rest:
+        if heading or len(out) + 1 + len(sentence) > width:
+            break
+        out += " " + sentence
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _terms_pattern(terms: tuple[str, ...]) -> re.Pattern | None:
+    """A regex finding whole-word occurrences of lower-cased ``terms``."""
+    if not terms:
+        return None
+    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=lambda t: (-len(t), t)))
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+
+
+_TABLE_ROW = re.compile(r"^\|(.*)\|$")
+
+
+def _clean(line: str) -> list[tuple[str, bool]]:
+    """(cleaned sentence, is_heading) units of one line of rendered page text."""
+    if line.startswith("#"):
+        return [(line.lstrip("#").strip(), True)]
+    row = _TABLE_ROW.match(line)
+    if row:
+        cells = [c.strip() for c in row.group(1).split("|") if c.strip()]
+        if not cells:
+            return []
+        return [(cells[0] + ": " + ", ".join(cells[1:]) + "." if len(cells) > 1 else cells[0], False)]
+    line = _MARKER.sub("", line)
+    return [(" ".join(p.split()), False) for p in _SENTENCE.split(line) if p.strip()]
+
+
+_MARKER = re.compile(r"^(- |\d+\. |Table: )")
+
+
+def _clip_around(sentence: str, terms: set[str], width: int) -> str:
+    """A ``width``-char window of a long sentence, starting a little before its first query term."""
+    first = None
+    for m in _WORD.finditer(sentence):
+        if m.group(0).casefold() in terms:
+            first = m.start()
+            break
+    start = 0 if first is None else max(0, first - width // 4)
+    if start > 0:
+        space = sentence.find(" ", start)
+        start = space + 1 if 0 <= space < first else start  # type: ignore[operator]
+    window = sentence[start : start + width]
+    if start + width < len(sentence) and " " in window[width // 2 :]:
+        window = window[: window.rfind(" ")]
+    window = " ".join(window.split())
+    return ("… " if start > 0 else "") + window + (" …" if start + width < len(sentence) else "")
+
+
+class BM25Index:
+    """A bm25s index over one corpus. Build or load with :meth:`load_or_build` (or the shared :func:`get_index`)."""
+
+    def __init__(self, corpus: Corpus, retriever: Any, path: Path, params: dict) -> None:
+        import numpy as np  # noqa: PLC0415
+
+        self.corpus = corpus
+        self.path = path
+        self.params = params
+        self._retriever = retriever
+        self._vocab: dict[str, int] = retriever.vocab_dict
+        scores = retriever.scores
+        self._data = np.asarray(scores["data"])
+        self._indices = np.asarray(scores["indices"])
+        self._indptr = np.asarray(scores["indptr"])
+        self._n = int(scores["num_docs"])
+
+    # -- building -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def default_dir(corpus: Corpus, params: dict) -> Path:
+        """``<corpus>/index/<key>`` when the corpus dir is writable, else ``<cache_root>/index/<hash>-<key>``."""
+        key = _params_key(params)
+        inside = corpus.path / "index"
+        if os.access(corpus.path, os.W_OK) and (not inside.exists() or os.access(inside, os.W_OK)):
+            return inside / key
+        return cache_root() / "index" / f"{corpus.content_hash[:24]}-{key}"
+
+    @classmethod
+    def load_or_build(
+        cls, corpus: Corpus, *, cache_dir: str | os.PathLike | None = None, k1: float = 1.5, b: float = 0.75,
+        rebuild: bool = False,
+    ) -> BM25Index:
+        """Load the cached index of ``corpus`` (same content hash and params), or build and cache it."""
+        params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 2}
+        path = Path(cache_dir).expanduser() / _params_key(params) if cache_dir else cls.default_dir(corpus, params)
+        if not rebuild:
+            loaded = cls._load(corpus, path, params)
+            if loaded is not None:
+                return loaded
+        return cls._build(corpus, path, params)
+
+    @classmethod
+    def _load(cls, corpus: Corpus, path: Path, params: dict) -> BM25Index | None:
+        import bm25s  # noqa: PLC0415
+
+        try:
+            meta = json.loads((path / _META).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if meta.get("content_hash") != corpus.content_hash or meta.get("params") != params:
+            return None
+        try:
+            retriever = bm25s.BM25.load(str(path), mmap=True, show_progress=False, verbosity=0)
+        except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
+            return None
+        return cls(corpus, retriever, path, params)
+
+    @classmethod
+    def _build(cls, corpus: Corpus, path: Path, params: dict) -> BM25Index:
+        import bm25s  # noqa: PLC0415
+        import numpy as np  # noqa: PLC0415
+
+        if len(corpus) == 0:
+            raise CorpusError(f"{corpus.path} has no documents; there is nothing to index. Fix: add documents.")
+        vocab: dict[str, int] = {}
+        ids: list[Any] = []
+        for _doc_id, title, text in corpus.iter_text():
+            tokens = tokenize(title) * params["title_weight"] + tokenize(text)
+            ids.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in tokens), dtype=np.int32))
+        retriever = bm25s.BM25(k1=params["k1"], b=params["b"])
+        retriever.index((ids, vocab), create_empty_token=False, show_progress=False)
+        del ids
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".index-build-", dir=path.parent))
+        try:
+            retriever.save(str(tmp), show_progress=False)
+            meta = {"content_hash": corpus.content_hash, "params": params, "count": len(corpus), "library": "bm25s"}
+            (tmp / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+            try:
+                os.replace(tmp, path)
+            except OSError:  # a concurrent builder won; use its copy
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(corpus, retriever, path, params)
+
+    # -- searching ----------------------------------------------------------------------------------------------
+    def _term_ids(self, query: str) -> list[int]:
+        return [self._vocab[t] for t in _unique(tokenize(query)) if t in self._vocab]
+
+    def scores(self, query: str) -> Any:
+        """BM25 score of every document for ``query`` (a float32 numpy array of length ``len(corpus)``)."""
+        import numpy as np  # noqa: PLC0415
+
+        out = np.zeros(self._n, dtype=np.float32)
+        for t in self._term_ids(query):
+            start, end = self._indptr[t], self._indptr[t + 1]
+            out[self._indices[start:end]] += self._data[start:end]  # one posting per (term, doc): no duplicates
+        return out
+
+    def top_ids(self, query: str, top_k: int) -> list[tuple[int, float]]:
+        """The ``top_k`` best (row, score) pairs; ties broken by row order (deterministic)."""
+        import numpy as np  # noqa: PLC0415
+
+        if top_k <= 0 or not self._term_ids(query):
+            return []
+        scores = self.scores(query)
+        cand = np.flatnonzero(scores > 0)
+        if len(cand) > top_k:
+            kth = cand[np.argpartition(-scores[cand], top_k - 1)[:top_k]]
+            threshold = scores[kth].min()
+            cand = cand[scores[cand] >= threshold]
+        order = np.lexsort((cand, -scores[cand]))
+        return [(int(cand[i]), float(scores[cand[i]])) for i in order[:top_k]]
+
+    def _weights(self, query: str) -> dict[str, float]:
+        """Snippet weights: rarer query terms count more (1 / log2(2 + document frequency))."""
+        import math  # noqa: PLC0415
+
+        out = {}
+        for t in _unique(tokenize(query)):
+            tid = self._vocab.get(t)
+            df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
+            out[t] = 1.0 / math.log2(2 + df)
+        return out
+
+    def search(self, queries: list[str], top_k: int = 5, *, snippet_chars: int = 240) -> list[list[Hit]]:
+        """Search each query; returns one ranked list of :class:`Hit` per query (empty when nothing matches)."""
+        results: list[list[Hit]] = []
+        for query in queries:
+            weights = self._weights(query)
+            terms = set(weights)
+            hits = []
+            for doc_id, score in self.top_ids(query, top_k):
+                url, title, text = self.corpus.summary(doc_id)
+                hits.append(Hit(url, title, round(score, 4), make_snippet(text, terms, snippet_chars, weights)))
+            results.append(hits)
+        return results
+
+    def size_bytes(self) -> int:
+        """Bytes the index takes on disk."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+
+
+def _params_key(params: dict) -> str:
+    return "bm25s-" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+
+
+_shared: dict[tuple[str, str, str], BM25Index] = {}
+_shared_lock = threading.Lock()
+
+
+def get_index(corpus: Corpus | str | os.PathLike, **kwargs: Any) -> BM25Index:
+    """The process-wide shared index of ``corpus`` (loaded or built on first use; thread-safe)."""
+    if not isinstance(corpus, Corpus):
+        corpus = Corpus.open(corpus)
+    key = (str(corpus.path), corpus.content_hash, json.dumps(kwargs, sort_keys=True, default=str))
+    with _shared_lock:
+        index = _shared.get(key)
+        if index is None:
+            index = _shared[key] = BM25Index.load_or_build(corpus, **kwargs)
+        return index
