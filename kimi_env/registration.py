@@ -35,6 +35,14 @@ class EnvEntry:
 ENVS: tuple[EnvEntry, ...] = (
     EnvEntry("Calculator-v0", "envs.calculator:CalculatorEnv",
              "Arithmetic questions over large numbers with a calculator tool (the contract's smallest example)."),
+    EnvEntry("SearchQA-v0", "envs.world_qa:SearchQAEnv",
+             "Questions over the generated world answerable from search results (search tool)."),
+    EnvEntry("BrowseQA-v0", "envs.world_qa:BrowseQAEnv",
+             "Facts deep in pages, lists, conflicting sources, long chains (search and browse)."),
+    EnvEntry("CodeQA-v0", "envs.world_qa:CodeQAEnv",
+             "Aggregations over several entities that need computing (search and python)."),
+    EnvEntry("DeepResearch-v0", "envs.world_qa:DeepResearchEnv",
+             "Every tool and every task kind of the generated world, mixed and long-horizon."),
     EnvEntry("MathCode-v0", "envs.mathcode:MathCodeEnv",
              "Generated math and logic tasks checked by value, with the python sandbox tool."),
 )

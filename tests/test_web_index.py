@@ -111,3 +111,21 @@ def test_make_snippet_window() -> None:
     clipped = make_snippet(long_sentence, {"needle"}, width=100)
     assert "needle" in clipped and clipped.startswith("… ") and len(clipped) <= 110
     assert make_snippet("", {"x"}) == ""
+
+
+def test_snippet_shows_the_query_terms_the_title_does_not(tmp_path: Path) -> None:
+    docs = [
+        Document(url="https://kimiwiki.test/wiki/Vurmark", title="Vurmark",
+                 html="<h1>Vurmark</h1><table><tr><th>Capital</th><td>Querssa</td></tr>"
+                      "<tr><th>Head of state</th><td>Calbaeszein Vainoxander</td></tr></table>"
+                      "<p>" + "Filler words about the region. " * 12 + "</p>"
+                      "<p>Vurmark is a sovereign state; its capital is Querssa.</p>"),
+    ] + [  # other countries make "head" and "state" common words, so the rare title word would dominate
+        Document(url=f"https://kimiwiki.test/wiki/Other_{i}", title=f"Other {i}",
+                 html=f"<table><tr><th>Head of state</th><td>Person {i}</td></tr></table><p>A state.</p>")
+        for i in range(6)
+    ]
+    corpus = Corpus.build(docs, tmp_path / "c")
+    index = BM25Index.load_or_build(corpus, cache_dir=tmp_path / "idx")
+    (hit, *_), = index.search(["Vurmark head of state"], top_k=1)
+    assert hit.title == "Vurmark" and "Head of state: Calbaeszein Vainoxander" in hit.snippet, hit.snippet

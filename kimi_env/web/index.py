@@ -315,7 +315,10 @@ class BM25Index:
             hits = []
             for doc_id, score in self.top_ids(query, top_k):
                 url, title, text = self.corpus.summary(doc_id)
-                hits.append(Hit(url, title, round(score, 4), make_snippet(text, terms, snippet_chars, weights)))
+                # The title already shows the terms it contains; the snippet shows where the rest of the query is
+                # (as search engines do), e.g. "Vurmark head of state" on Vurmark's page: the head-of-state row.
+                focus = (terms - set(tokenize(title))) or terms
+                hits.append(Hit(url, title, round(score, 4), make_snippet(text, focus, snippet_chars, weights)))
             results.append(hits)
         return results
 

@@ -58,6 +58,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .funnel import build_tasks
     from .generate import generate_world
+    from .solvable import OracleSolvable
 
     t0 = time.perf_counter()
     world = generate_world(seed=args.world_seed, n_pages=args.pages)
@@ -69,6 +70,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         kinds=kinds,
         split=args.split,
         baseline=None if args.no_baseline else "heuristic",
+        solvable=OracleSolvable(world) if args.solvable else None,
         log=lambda line: print(line, file=sys.stderr),
     )
     save_tasks(tasks, args.out)
@@ -104,4 +106,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--split", default=None, choices=("train", "validation", "test"), help="keep only this split")
     s.add_argument("--kinds", default=None, help="comma-separated task kinds (default: all)")
     s.add_argument("--no-baseline", action="store_true", help="skip the no-tool triviality stage")
+    s.add_argument("--solvable", action="store_true",
+                   help="run funnel stage (b): keep only tasks the oracle agent solves through the real tools")
     s.set_defaults(func=_cmd_synth)

@@ -269,6 +269,29 @@ class Synthesizer:
             raise _Skip
         return rng.choice(pool[rng.choice(types)])
 
+    def _sample_same_split(self, rng: random.Random, etype: str, k: int) -> list[Entity]:
+        """``k`` distinct entities of one type that all fall in the same train/validation/test split.
+
+        The funnel keeps a task only when its starting entities share a split; drawing them together keeps
+        multi-entity kinds (comparisons, aggregations) in every split instead of almost only in train.
+        """
+        from .funnel import entity_split  # noqa: PLC0415 - funnel imports this module
+
+        if not hasattr(self, "_split_pools"):
+            self._split_pools: dict[tuple[str, str], list[Entity]] = {}
+        pool = self.by_type.get(etype, [])
+        if len(pool) < k:
+            raise _Skip
+        anchor = rng.choice(pool)
+        split = entity_split(self.w.seed, anchor.id)
+        key = (etype, split)
+        if key not in self._split_pools:
+            self._split_pools[key] = [e for e in pool if entity_split(self.w.seed, e.id) == split]
+        others = [e for e in self._split_pools[key] if e.id != anchor.id]
+        if len(others) < k - 1:
+            raise _Skip
+        return [anchor, *rng.sample(others, k - 1)]
+
     def lookup(self, rng: random.Random) -> dict[str, Any]:
         e = self._pick(rng, list(FINALS))
         if rng.random() < 0.35 and e.etype in HOPS:
@@ -384,10 +407,7 @@ class Synthesizer:
     def comparison(self, rng: random.Random) -> dict[str, Any]:
         if rng.random() < 0.25:  # two-hop: compare the founders' births of two organizations
             t = rng.choice(ORG_TYPES)
-            pool = self.by_type.get(t, [])
-            if len(pool) < 2:
-                raise _Skip
-            a, b = rng.sample(pool, 2)
+            a, b = self._sample_same_split(rng, t, 2)
             fa, fb = (self.w.entity(x.attrs["founder"]) for x in (a, b))
             if fa.id == fb.id or fa.attrs["born"] == fb.attrs["born"]:
                 raise _Skip
@@ -409,10 +429,7 @@ class Synthesizer:
                 "template": f"comparison:{t}:founder_born",
             }
         t, key, label, tmpl, pick = rng.choice(self.COMPARISONS)
-        pool = self.by_type.get(t, [])
-        if len(pool) < 2:
-            raise _Skip
-        a, b = rng.sample(pool, 2)
+        a, b = self._sample_same_split(rng, t, 2)
         va, vb = a.attrs[key], b.attrs[key]
         if va == vb:
             raise _Skip
@@ -463,11 +480,8 @@ class Synthesizer:
         r = rng.random()
         if r < 0.5:
             t, key, label, tmpl, op = rng.choice(self.AGGREGATES)
-            pool = self.by_type.get(t, [])
             k = rng.choice((3, 3, 4))
-            if len(pool) < k:
-                raise _Skip
-            es = rng.sample(pool, k)
+            es = self._sample_same_split(rng, t, k)
             names = [_q(e) for e in es]
             xs = ", ".join(names[:-1]) + " and " + names[-1]
             vals = [e.attrs[key] for e in es]

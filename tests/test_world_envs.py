@@ -1,0 +1,108 @@
+"""The registered world environments: the oracle solves them through the real tools, the no-tool baseline does not,
+bring-your-own corpus and tasks works, and funnel stage (b) drops what the oracle cannot solve."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import kimi_env
+from kimi_env import InvalidArgumentError, Task
+from kimi_env.policies import NoToolPolicy, OraclePolicy
+from kimi_env.rollout import evaluate, run_episode
+from kimi_env.web.document import Document
+
+WORLD_ENVS = ["SearchQA-v0", "BrowseQA-v0", "CodeQA-v0", "DeepResearch-v0", "MathCode-v0"]
+TOOLS = {"SearchQA-v0": ["search"], "BrowseQA-v0": ["search", "browse"], "CodeQA-v0": ["search", "python"],
+         "DeepResearch-v0": ["search", "browse", "python"], "MathCode-v0": ["python"]}
+
+
+@pytest.mark.parametrize("env_id", WORLD_ENVS)
+def test_oracle_solves_the_test_split_and_no_tool_baseline_does_not(env_id):
+    env = kimi_env.make(env_id, split="test")
+    try:
+        assert [t.name for t in env.unwrapped.tools] == TOOLS[env_id]
+        oracle = evaluate(env, OraclePolicy(), episodes=200, seed=0)
+        assert oracle["pass@1"] >= 0.95, oracle
+        assert oracle["format_error_rate"] == 0.0
+        baseline = evaluate(env, NoToolPolicy(), episodes=200, seed=0)
+        assert baseline["pass@1"] <= 0.05, baseline
+    finally:
+        env.close()
+
+
+def test_tasks_come_from_the_requested_split_and_kinds():
+    env = kimi_env.make("DeepResearch-v0", split="validation", kinds=["lookup", "multihop"], difficulty=(2, 5))
+    try:
+        pool = env.unwrapped.task_pool
+        assert pool and all(t.metadata["split"] == "validation" for t in pool)
+        assert {t.metadata["kind"] for t in pool} <= {"lookup", "multihop"}
+        assert all(t.metadata["difficulty"] >= 2 for t in pool)
+    finally:
+        env.close()
+    with pytest.raises(KeyError, match="Did you mean 'multihop'"):
+        kimi_env.make("DeepResearch-v0", kinds=["multihops"])
+
+
+def test_browsing_counts_urls_and_answers_never_leak():
+    env = kimi_env.make("BrowseQA-v0", split="test")
+    try:
+        traj = run_episode(env, OraclePolicy(), seed=3)
+        assert traj.reward == 1.0
+        assert traj.info["urls_visited"] and all(u.startswith("https://") for u in traj.info["urls_visited"])
+        task = env.unwrapped.task
+        assert "answers" not in json.dumps(traj.task) and not any(k.startswith("_") for k in traj.task["metadata"])
+        assert task.answer not in traj.prompt
+    finally:
+        env.close()
+
+
+def test_bring_your_own_corpus_and_tasks(tmp_path):
+    from kimi_env.web.corpus import Corpus
+
+    docs = [
+        Document(url="https://example.test/lighthouse", title="Old Lighthouse",
+                 html="<h1>Old Lighthouse</h1><p>The old lighthouse was built in 1871 by the harbour board.</p>"),
+        Document(url="https://example.test/harbour", title="Harbour Board",
+                 html="<h1>Harbour Board</h1><p>It runs the <a href='/lighthouse'>lighthouse</a>.</p>"),
+    ]
+    corpus_dir = tmp_path / "corpus"
+    Corpus.build(docs, corpus_dir)
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "q1", "question": "When was the old lighthouse built?", "answer": "1871",
+                                 "answer_type": "number"}) + "\n")
+    env = kimi_env.make("BrowseQA-v0", corpus=str(corpus_dir), tasks=str(tasks))
+    try:
+        obs, info = env.reset(seed=0)
+        assert "When was the old lighthouse built?" in obs
+        obs, *_ = env.step('<tool_call>{"name": "search", "arguments": {"queries": ["lighthouse built"]}}</tool_call>')
+        assert "https://example.test/lighthouse" in obs and "1871" in obs
+        obs, *_ = env.step('<tool_call>{"name": "browse", "arguments": {"url": "https://example.test/harbour"}}'
+                           '</tool_call>')
+        assert "[1] lighthouse" in obs
+        obs, *_ , info = env.step('<tool_call>{"name": "browse", "arguments": {"link": 1}}</tool_call>')
+        assert "built in 1871" in obs and info["urls_visited"] == ["https://example.test/harbour",
+                                                                   "https://example.test/lighthouse"]
+        _, reward, terminated, _, _ = env.step("<answer>1871</answer>")
+        assert terminated and reward == 1.0
+    finally:
+        env.close()
+    with pytest.raises(InvalidArgumentError, match="without tasks="):
+        kimi_env.make("BrowseQA-v0", corpus=str(corpus_dir))
+
+
+def test_funnel_stage_b_drops_what_the_oracle_cannot_solve():
+    from envs.world_qa import get_task_pool, get_world
+    from kimi_env.world.solvable import OracleSolvable
+
+    pool = [t for t in get_task_pool(0, 2000, 6000, 0) if t.metadata["split"] == "test"][:12]
+    broken = Task(id="broken", question=pool[0].question, answers=("not the answer",),
+                  answer_type=pool[0].answer_type, metadata=dict(pool[0].metadata))
+    unplannable = Task(id="noplan", question="What?", answers=("x",),
+                       metadata={"required_tools": ["search"], "plan": [{"op": "teleport"}]})
+    check = OracleSolvable(get_world(0, 2000))
+    verdicts = check([*pool, broken, unplannable])
+    assert verdicts[:-2] == [True] * len(pool)
+    assert verdicts[-2:] == [False, False]
+    assert "wrong answer" in check.failures["broken"] and "teleport" in check.failures["noplan"]
