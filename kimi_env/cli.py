@@ -2,6 +2,7 @@
 
     kimi-env envs                                  list the registered environments
     kimi-env eval ENV_ID --policy oracle|no-tool   evaluate a policy; the last line printed is a JSON summary
+    kimi-env demos ENV_ID --out FILE               successful oracle episodes as chat demonstrations (SFT data)
     kimi-env corpus import PATH --out DIR          import pages into an offline-web corpus
     kimi-env serve --corpus DIR --port N           serve a corpus over HTTP on loopback
     kimi-env world build / kimi-env synth ...      build the generated world, synthesize tasks
@@ -62,6 +63,24 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demos(args: argparse.Namespace) -> int:
+    from .policies import get_policy
+    from .registration import make
+    from .rollout import write_demonstrations
+
+    env_kwargs = _parse_kwargs(args.env_arg)
+    if args.split is not None:
+        env_kwargs["split"] = args.split
+    env = make(args.env_id, **env_kwargs)
+    try:
+        stats = write_demonstrations(env, get_policy(args.policy), args.out, episodes=args.episodes, seed=args.seed,
+                                     min_reward=args.min_reward)
+    finally:
+        env.close()
+    print(json.dumps({"env_id": args.env_id, "out": args.out, **stats}, sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kimi-env", description="Offline tool environments for agentic RL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keyword argument for the environment (VALUE parsed as JSON when it can be)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary line")
     p.set_defaults(func=_cmd_eval)
+    p = sub.add_parser("demos", help="write successful episodes of a policy as chat demonstrations (JSONL) for SFT")
+    p.add_argument("env_id")
+    p.add_argument("--out", required=True, help="output JSONL file")
+    p.add_argument("--policy", default="oracle")
+    p.add_argument("--episodes", type=int, default=100, help="episodes to play (failed ones are not written)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default=None, help="task split for environments that have splits (their default: train)")
+    p.add_argument("--min-reward", type=float, default=1.0, help="keep episodes whose reward is at least this")
+    p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_demos)
     for module in _PLUGINS:
         if importlib.util.find_spec(module.rsplit(".", 1)[0]) and importlib.util.find_spec(module):
             importlib.import_module(module).register(sub)

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +37,7 @@ class Trajectory:
     terminated: bool = False
     truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def num_turns(self) -> int:
@@ -48,7 +51,7 @@ def run_episode(
     """Play one episode. ``max_steps`` is a safety net on top of the env's own turn budget."""
     obs, info = env.reset(seed=seed, options=options)
     policy.reset(info)
-    traj = Trajectory(task=info.get("task"), prompt=obs)
+    traj = Trajectory(task=info.get("task"), prompt=obs, tools=info.get("tools", []))
     for _ in range(max_steps):
         action = policy.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -104,3 +107,30 @@ def evaluate(
         "truncated_rate": sum(t.truncated for t in trajs) / n if n else 0.0,
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def demonstration(traj: Trajectory) -> dict[str, Any]:
+    """One episode as a chat demonstration: ``messages`` (system, user, then assistant turns and tool responses
+    exactly as the policy saw them) and ``tools`` (the schemas), the format TRL's SFT trainer and
+    ``apply_chat_template(tools=...)`` take."""
+    return {
+        "task_id": (traj.task or {}).get("id"),
+        "messages": traj.info.get("messages", []),
+        "tools": traj.tools,
+        "reward": traj.reward,
+        "num_turns": traj.num_turns,
+    }
+
+
+def write_demonstrations(
+    env: gym.Env, policy: Policy, path: str | Path, *, episodes: int, seed: int = 0, min_reward: float = 1.0,
+) -> dict[str, Any]:
+    """Play ``episodes`` episodes and write those with reward >= ``min_reward`` as JSONL demonstrations."""
+    kept = 0
+    with Path(path).open("w", encoding="utf-8") as fh:
+        for i in range(episodes):
+            traj = run_episode(env, policy, seed=seed + i)
+            if traj.reward >= min_reward:
+                fh.write(json.dumps(demonstration(traj), ensure_ascii=False, sort_keys=True) + "\n")
+                kept += 1
+    return {"episodes": episodes, "written": kept}

@@ -92,3 +92,18 @@ def test_cli_eval_prints_json_last_line(capsys):
 def test_cli_eval_bad_env_is_a_clean_error(capsys):
     assert main(["eval", "kimi_env/Nope-v0", "--episodes", "1"]) == 2
     assert "Unknown environment" in capsys.readouterr().err
+
+
+def test_cli_demos_writes_successful_oracle_episodes_as_chat(tmp_path, capsys):
+    out = tmp_path / "demos.jsonl"
+    assert main(["demos", "kimi_env/Calculator-v0", "--out", str(out), "--episodes", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["written"] == 4
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    roles = [m["role"] for m in rows[0]["messages"]]
+    assert roles == ["system", "user", "assistant", "tool", "assistant"]
+    assert rows[0]["tools"][0]["function"]["name"] == "calculator" and rows[0]["reward"] == 1.0
+    assert rows[0]["messages"][-1]["content"].startswith("<answer>")
+    # a policy that never succeeds writes nothing
+    assert main(["demos", "kimi_env/Calculator-v0", "--out", str(out), "--episodes", "3", "--policy", "no-tool"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["written"] == 0 and out.read_text() == ""
