@@ -11,7 +11,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-from kimi_env import Task, Tool, ToolEnv, ToolResult
+from kimi_env import InvalidArgumentError, Task, Tool, ToolEnv, ToolResult
 
 _BINOPS: dict[type, Any] = {
     ast.Add: operator.add,
@@ -113,7 +113,7 @@ class CalculatorEnv(ToolEnv):
         lo, hi = operands
         dlo, dhi = digits
         if not (2 <= lo <= hi <= 8) or not (1 <= dlo <= dhi <= 12):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"operands must satisfy 2 <= min <= max <= 8 and digits 1 <= min <= max <= 12, got operands="
                 f"{tuple(operands)!r}, digits={tuple(digits)!r}."
             )
@@ -128,8 +128,10 @@ class CalculatorEnv(ToolEnv):
     def _sample_task(self) -> Task:
         rng = self.np_random
         n = int(rng.integers(self.operands[0], self.operands[1] + 1))
-        nums = [int(rng.integers(10 ** (int(rng.integers(self.digits[0], self.digits[1] + 1)) - 1),
-                                 10 ** self.digits[1])) for _ in range(n)]
+        nums = []
+        for _ in range(n):
+            d = int(rng.integers(self.digits[0], self.digits[1] + 1))
+            nums.append(int(rng.integers(10 ** (d - 1), 10**d)))
         ops = [str(rng.choice(["+", "-", "*"])) for _ in range(n - 1)]
         expr = str(nums[0]) + "".join(f" {op} {num}" for op, num in zip(ops, nums[1:]))
         value = evaluate(expr)
@@ -139,5 +141,6 @@ class CalculatorEnv(ToolEnv):
             answers=(str(value), f"{value:,}"),
             answer_type="number",
             metadata={"kind": "arithmetic", "required_tools": ["calculator"], "hops": 1, "difficulty": n - 1,
+                      "rel_tol": 0.0,
                       "plan": [{"op": "calculate", "expression": expr}]},
         )

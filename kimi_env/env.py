@@ -151,7 +151,7 @@ class ToolEnv(gym.Env[str, str]):
             self.tools = available
         if tool_timeout is not None:
             for tool in self.tools:
-                tool.timeout = float(tool_timeout)
+                tool.set_timeout(float(tool_timeout))
         self._tools_by_name = {t.name: t for t in self.tools}
 
         self.observation_space = text_space(max_observation_chars)

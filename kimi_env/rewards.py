@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 import string
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014"}
@@ -62,6 +62,25 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
 
 
 _NUMBER = re.compile(r"[-+\u2212]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+_MAX_EXPONENT = 400
+
+
+def _exact_numbers(text: str) -> list[Fraction]:
+    """All numbers in ``text`` as exact fractions (so integers beyond 2**53 keep every digit)."""
+    out = []
+    for m in _NUMBER.finditer(str(text)[:10_000]):
+        tok = m.group(0).replace(",", "").replace("\u2212", "-")
+        pct = tok.endswith("%")
+        tok = tok.rstrip("%")
+        exp = re.search(r"[eE]([-+]?\d+)$", tok)
+        if exp and abs(int(exp.group(1))) > _MAX_EXPONENT:
+            continue
+        try:
+            val = Fraction(tok)
+        except (ValueError, ZeroDivisionError):
+            continue
+        out.append(val / 100 if pct else val)
+    return out
 
 
 def parse_numbers(text: str) -> list[float]:
@@ -70,32 +89,35 @@ def parse_numbers(text: str) -> list[float]:
     >>> parse_numbers("-1,200 and 3.5e2 or 40%")
     [-1200.0, 350.0, 0.4]
     """
-    out = []
-    for m in _NUMBER.finditer(str(text)[:10_000]):
-        tok = m.group(0).replace(",", "").replace("\u2212", "-")
-        pct = tok.endswith("%")
-        try:
-            val = float(tok.rstrip("%"))
-        except ValueError:
-            continue
-        if math.isfinite(val):
-            out.append(val / 100 if pct else val)
-    return out
+    return [float(x) for x in _exact_numbers(text)]
 
 
 def numeric_match(prediction: str, answers: Sequence[str], rel_tol: float = 1e-4, abs_tol: float = 1e-6) -> float:
     """1.0 if the prediction contains exactly one number and it is within tolerance of an answer's number.
 
+    Numbers are compared exactly (as fractions): ``rel_tol=0`` means the same value, digit for digit, however large.
     A prediction listing several numbers scores 0 (hedging is not an answer).
+
     >>> numeric_match("1999 or 2001", ["2001"])
     0.0
+    >>> numeric_match("92653233980757061", ["92653233980757060"], rel_tol=0)
+    0.0
+    >>> numeric_match("92,653,233,980,757,060", ["92653233980757060"], rel_tol=0)
+    1.0
     """
-    pred = parse_numbers(prediction)
+    pred = _exact_numbers(prediction)
     if len(pred) != 1:
         return 0.0
+    p = pred[0]
     for ans in answers:
-        gold = parse_numbers(ans)
-        if len(gold) == 1 and math.isclose(pred[0], gold[0], rel_tol=rel_tol, abs_tol=abs_tol):
+        gold = _exact_numbers(ans)
+        if len(gold) != 1:
+            continue
+        g = gold[0]
+        if rel_tol == 0:
+            if p == g:
+                return 1.0
+        elif abs(p - g) <= max(Fraction(rel_tol) * max(abs(p), abs(g)), Fraction(abs_tol)):
             return 1.0
     return 0.0
 

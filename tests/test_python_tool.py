@@ -220,3 +220,34 @@ def test_datetime_strftime_works_in_the_sandbox():
         assert not res.ok and "sleep" in res.content
     finally:
         tool.close()
+
+
+def test_env_tool_timeout_is_the_code_limit():
+    import kimi_env
+
+    env = kimi_env.make("MathCode-v0", tool_timeout=1.5)
+    try:
+        tool = env.unwrapped.tools[0]
+        assert tool.exec_timeout == 1.5 and tool.timeout > 1.5
+        env.reset(seed=0)
+        obs, *_ = env.step('<tool_call>{"name": "python", "arguments": {"code": "while True: pass"}}</tool_call>')
+        assert "Timeout: the code ran longer than 1.5 s" in obs
+        obs, *_ = env.step('<tool_call>{"name": "python", "arguments": {"code": "print(6*7)"}}</tool_call>')
+        assert "42" in obs
+    finally:
+        env.close()
+
+
+def test_outer_cancel_kills_the_worker_and_says_state_is_lost():
+    tool = PythonTool(timeout=10)
+    try:
+        assert tool.call(code="x = 1").ok
+        tool.timeout = 0.5  # the outer guard fires before the code's own limit
+        res = tool.call(code="while True: pass")
+        assert res.status == "timeout" and "0.5 s" in res.error
+        tool.timeout = 30
+        res = tool.call(code="print(2)")
+        assert res.ok and "restarted" in res.content and res.content.strip().endswith("2")
+        assert not tool.call(code="x").ok  # x is gone with the killed worker
+    finally:
+        tool.close()

@@ -181,3 +181,10 @@ def test_tool_without_name_or_run():
 
     with pytest.raises(ToolDefinitionError, match="does not implement"):
         NoRun()
+
+
+def test_null_for_an_optional_argument_means_its_default():
+    res = Search().call(queries=["a"], top_k=None, mode=None)
+    assert res.ok and res.content == "['a'] 5 bm25 None"
+    res = Search().call(queries=None)
+    assert res.status == ToolStatus.INVALID_ARGUMENTS and "queries" in res.error

@@ -131,6 +131,12 @@ class Tool:
     def parameters(self) -> dict:
         return self._schema["function"]["parameters"]
 
+    def set_timeout(self, seconds: float) -> None:
+        """Change the per-call timeout (environments call this for their ``tool_timeout``)."""
+        if not (seconds > 0):
+            raise ToolDefinitionError(f"timeout must be > 0 seconds, got {seconds!r}.")
+        self.timeout = float(seconds)
+
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget per-episode state. Called by the environment at every ``reset``."""
@@ -154,6 +160,9 @@ class Tool:
         problem = validate_arguments(arguments, self.parameters)
         if problem is not None:
             return ToolResult.failure(f"{self.name}: {problem}.", ToolStatus.INVALID_ARGUMENTS)
+        # Models often write null for an optional argument: it means "use the default".
+        required = self.parameters.get("required", ())
+        arguments = {k: v for k, v in arguments.items() if v is not None or k in required}
         try:
             result = await asyncio.wait_for(self.run(**arguments), timeout=self.timeout)
         except asyncio.TimeoutError:

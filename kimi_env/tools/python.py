@@ -212,6 +212,11 @@ class PythonTool(Tool):
             reply = await worker.request(
                 {"op": "exec", "code": code, "new_session": new_session}, timeout=self.exec_timeout
             )
+        except asyncio.CancelledError:  # the caller gave up (an outer timeout): the worker was killed
+            self._lease[0] = None
+            pool.release(worker, False)
+            self._state_lost = True
+            raise
         except WorkerError as exc:
             self._lease[0] = None
             pool.release(worker, False)
@@ -241,6 +246,11 @@ class PythonTool(Tool):
             self._lease[0] = None
             pool.release(worker, True and not self.config.plain_python)
         return self._render(reply, notes, meta, start)
+
+    def set_timeout(self, seconds: float) -> None:
+        """Set the code's own wall-clock limit (the outer guard follows it)."""
+        self.exec_timeout = float(seconds)
+        self.timeout = float(seconds) + self.config.start_timeout_s + 5.0
 
     def _render(self, reply: dict, notes: list[str], meta: dict[str, Any], start: float) -> ToolResult:
         status = reply.get("status")
