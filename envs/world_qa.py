@@ -28,45 +28,68 @@ from kimi_env.errors import InvalidArgumentError, unknown_name
 from kimi_env.tasks import SPLITS, save_tasks
 
 _LOCK = threading.Lock()
-POOL_VERSION = "2"
 
 
-def cache_dir() -> Path:
-    """Where built corpora, indexes and task pools are cached (``$KIMI_ENV_CACHE`` or ``~/.cache/kimi-env``)."""
-    return Path(os.environ.get("KIMI_ENV_CACHE") or Path.home() / ".cache" / "kimi-env")
+def _synthesis_version() -> str:
+    """A hash of the task-synthesis code, part of the task-pool cache key: changing the synthesizer, the funnel or
+    the plans invalidates cached pools without anyone remembering to bump a version."""
+    import kimi_env.world as world_pkg
+
+    h = hashlib.sha256()
+    for name in ("synth.py", "funnel.py", "plan.py", "solvable.py"):
+        h.update((Path(world_pkg.__file__).parent / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def get_world(seed: int, pages: int) -> Any:
+    return _get_world(seed, pages)
 
 
 @functools.lru_cache(maxsize=4)
-def get_world(seed: int, pages: int) -> Any:
+def _get_world(seed: int, pages: int) -> Any:
     from kimi_env.world import generate_world
 
     return generate_world(seed=seed, n_pages=pages)
 
 
-@functools.lru_cache(maxsize=8)
 def get_corpus(seed: int, pages: int, corpus_dir: str | None) -> Any:
     """The corpus of the generated world (built on first use, then read from the cache), or an imported one."""
+    from kimi_env.web.corpus import cache_root
+
+    return _get_corpus(seed, pages, corpus_dir, str(cache_root()))
+
+
+@functools.lru_cache(maxsize=8)
+def _get_corpus(seed: int, pages: int, corpus_dir: str | None, root: str) -> Any:
     from kimi_env.web.corpus import Corpus
     from kimi_env.world.solvable import world_corpus
 
     if corpus_dir is not None:
         return Corpus.open(corpus_dir)
-    return world_corpus(get_world(seed, pages), cache_dir() / "worlds")
+    return world_corpus(get_world(seed, pages), Path(root) / "worlds")
 
 
-@functools.lru_cache(maxsize=16)
 def get_task_pool(seed: int, pages: int, n: int, task_seed: int, verify: bool = False) -> tuple[Task, ...]:
     """Synthesized, funnel-filtered tasks of the world (every split), cached on disk as JSONL.
 
     With ``verify`` the funnel also runs stage (b), the oracle through the real tools (about a minute for the
     default pool); without it stage (b) is skipped.
     """
+    from kimi_env.web.corpus import cache_root
+
+    return _get_task_pool(seed, pages, n, task_seed, verify, str(cache_root()))
+
+
+@functools.lru_cache(maxsize=16)
+def _get_task_pool(seed: int, pages: int, n: int, task_seed: int, verify: bool, root: str) -> tuple[Task, ...]:
     from kimi_env.world.funnel import build_tasks
     from kimi_env.world.solvable import OracleSolvable
 
     world = get_world(seed, pages)
-    key = hashlib.sha256(f"{POOL_VERSION}|{world.fingerprint()}|{n}|{task_seed}|{verify}".encode()).hexdigest()[:16]
-    path = cache_dir() / "tasks" / f"seed{seed}-pages{pages}-n{n}-t{task_seed}{'-verified' if verify else ''}-{key}.jsonl"
+    key = hashlib.sha256(
+        f"{_synthesis_version()}|{world.fingerprint()}|{n}|{task_seed}|{verify}".encode()
+    ).hexdigest()[:16]
+    path = Path(root) / "tasks" / f"seed{seed}-pages{pages}-n{n}-t{task_seed}{'-verified' if verify else ''}-{key}.jsonl"
     with _LOCK:
         if path.is_file():
             return tuple(load_tasks(path))
@@ -160,6 +183,10 @@ class WorldQAEnv(ToolEnv):
             )
         kwargs.setdefault("max_turns", self.DEFAULT_MAX_TURNS)
         super().__init__(**kwargs)
+        if any(t.name == "search" for t in self.tools):
+            from kimi_env.web.index import get_index
+
+            get_index(self.corpus)  # load or build it now, not inside the first search call's timeout
 
     def _make_tools(self) -> list[Tool]:
         from kimi_env.world.solvable import make_tools

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import unknown_name
-from .tools.base import Tool, ToolResult, truncate
+from .tools.base import Tool, ToolResult
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -79,6 +79,16 @@ class Protocol(ABC):
     @abstractmethod
     def render_results(self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]) -> str:
         """The observation text for a turn's results and format errors."""
+
+    @staticmethod
+    def _strip_think(text: str, parsed: ParsedTurn) -> str:
+        """Remove ``<think>...</think>``; an unclosed ``<think>`` hides the rest of the turn, which is reported."""
+        stripped = _THINK.sub("", text)
+        last_open = text.rfind("<think>")
+        if last_open != -1 and text.find("</think>", last_open) == -1:
+            parsed.errors.append(FormatError(
+                "unclosed_tag", "found <think> without </think>; everything after it was ignored. Close the tag."))
+        return stripped
 
     def _split_answer(self, text: str, parsed: ParsedTurn) -> None:
         answers = _ANSWER.findall(text)
@@ -152,8 +162,8 @@ class HermesProtocol(Protocol):
 
     def parse(self, text: str, tools: Sequence[Tool]) -> ParsedTurn:
         parsed = ParsedTurn()
-        text = _THINK.sub("", text)
-        self._split_answer(text, parsed)
+        text = self._strip_think(text, parsed)
+        self._split_answer(self._CALL.sub("", text), parsed)  # an "<answer>" inside a call's JSON is not one
         bodies = self._CALL.findall(text)
         if text.count("<tool_call>") != len(bodies):
             parsed.errors.append(
@@ -242,8 +252,7 @@ class XMLTagProtocol(Protocol):
 
     def parse(self, text: str, tools: Sequence[Tool]) -> ParsedTurn:
         parsed = ParsedTurn()
-        text = _THINK.sub("", text)
-        self._split_answer(text, parsed)
+        text = self._strip_think(text, parsed)
         by_name = {t.name: t for t in tools}
         if by_name:
             pattern = re.compile(
@@ -251,6 +260,9 @@ class XMLTagProtocol(Protocol):
             )
             for i, m in enumerate(pattern.finditer(text)):
                 parsed.tool_calls.append(self._call(by_name[m.group(1)], m.group(2).strip(), i))
+            self._split_answer(pattern.sub("", text), parsed)
+        else:
+            self._split_answer(text, parsed)
         unknown = [
             tag for tag in re.findall(r"<([A-Za-z_][\w-]{0,40})>", text)
             if tag not in by_name and tag not in ("answer", "think", "information")
@@ -291,7 +303,3 @@ def get_protocol(protocol: str | Protocol | None) -> Protocol:
     if isinstance(protocol, str) and protocol in PROTOCOLS:
         return PROTOCOLS[protocol]()
     raise unknown_name("protocol", str(protocol), PROTOCOLS)
-
-
-def bounded_error_text(text: str, limit: int = 2000) -> str:
-    return truncate(text, limit, "message")[0]

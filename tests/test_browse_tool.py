@@ -163,3 +163,22 @@ def test_paginate_long_lines() -> None:
     chunks = paginate("x" * 2500, 1000)
     assert [len(c) for c in chunks] == [1000, 1000, 500]
     assert paginate("a b " * 600, 1000)[0].endswith("b")
+
+
+def test_find_does_not_glue_words_across_page_boundaries(tmp_path):
+    from kimi_env.tools import BrowseTool
+    from kimi_env.web.corpus import Corpus
+    from kimi_env.web.document import Document
+
+    text = "\n".join(f"alpha line {i}" for i in range(400))
+    corpus = Corpus.build([Document(url="https://x.test/long", title="Long", text=text)], tmp_path / "c")
+    tool = BrowseTool(corpus, page_chars=500)
+    try:
+        first = tool.call(url="https://x.test/long")
+        assert first.ok and "Page 1 of" in first.content
+        for i in range(399):  # every phrase that spans two lines, including the lines that end a page
+            res = tool.call(find=f"line {i} alpha line {i + 1}")
+            assert res.ok and "No match" not in res.content, i
+        assert "No match" in tool.call(find=f"{1}alpha").content
+    finally:
+        tool.close()

@@ -82,3 +82,18 @@ def test_get_protocol():
     assert isinstance(get_protocol("xml"), XMLTagProtocol)
     with pytest.raises(KeyError, match="Did you mean 'xml'"):
         get_protocol("xm")
+
+
+def test_unclosed_think_is_reported_not_silently_empty():
+    turn = HermesProtocol().parse('<think>plan <tool_call>{"name": "browse", "arguments": {"url": "u"}}</tool_call>',
+                                  TOOLS)
+    assert not turn.tool_calls and [e.kind for e in turn.errors] == ["unclosed_tag"]
+    assert "<think>" in turn.errors[0].message
+
+
+def test_answer_tags_inside_a_tool_call_are_arguments_not_answers():
+    text = '<tool_call>{"name": "browse", "arguments": {"url": "<answer>x</answer>"}}</tool_call>'
+    turn = HermesProtocol().parse(text, TOOLS)
+    assert not turn.errors and turn.answer is None and turn.tool_calls[0].arguments == {"url": "<answer>x</answer>"}
+    turn = XMLTagProtocol().parse("<browse><answer>x</answer></browse>", TOOLS)
+    assert not turn.errors and turn.answer is None and turn.tool_calls[0].arguments == {"url": "<answer>x</answer>"}

@@ -170,3 +170,21 @@ def test_importing_kimi_env_web_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_build_never_deletes_a_directory_that_is_not_a_corpus(tmp_path):
+    from kimi_env.web.corpus import Corpus, CorpusError
+    from kimi_env.web.document import Document
+
+    precious = tmp_path / "pages"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("precious")
+    docs = [Document(url="https://x.test/a", title="A", text="a")]
+    for overwrite in (False, True):
+        with pytest.raises(CorpusError, match="not a corpus"):
+            Corpus.build(docs, precious, overwrite=overwrite)
+    assert (precious / "notes.txt").read_text() == "precious"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(Corpus.build(docs, empty)) == 1
+    assert len(Corpus.build(docs, empty, overwrite=True)) == 1

@@ -66,7 +66,6 @@ class _Page:
     title: str
     pages: list[str]
     links: tuple[str, ...]
-    full_text: str
     note: str = ""
 
 
@@ -296,10 +295,11 @@ class BrowseTool(Tool):
         if not words:
             return f'{head}\n\nNothing to find: find="{needle}" has no words.'
         pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+        # Pages are joined with a newline (pagination cut at line breaks), so words never glue across a boundary.
         starts = [0]
         for chunk in doc.pages[:-1]:
-            starts.append(starts[-1] + len(chunk))
-        text = "".join(doc.pages)
+            starts.append(starts[-1] + len(chunk) + 1)
+        text = "\n".join(doc.pages)
         matches = []
         for m in pattern.finditer(text):
             matches.append(m)
@@ -328,7 +328,7 @@ class BrowseTool(Tool):
         if rendered.truncated:
             notes.append("the page is very long; only its beginning was read")
         chunks = paginate(rendered.text, self.page_chars)
-        return _Page(url, rendered.title, chunks, rendered.links, rendered.text, "; ".join(notes))
+        return _Page(url, rendered.title, chunks, rendered.links, "; ".join(notes))
 
     # -- opening ------------------------------------------------------------------------------------------------
     async def _open(self, url: str) -> _Page:

@@ -164,6 +164,11 @@ class Corpus:
         out = Path(out_dir).expanduser().resolve()
         if (out / MANIFEST).exists() and not overwrite:
             raise CorpusError(f"{out} already holds a corpus. Fix: pass overwrite=True or choose another --out.")
+        if out.exists() and not (out / MANIFEST).exists() and (not out.is_dir() or any(out.iterdir())):
+            raise CorpusError(
+                f"{out} exists and is not a corpus; building there would delete what it holds. "
+                "Fix: choose a new or empty directory for --out."
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".corpus-build-", dir=out.parent))
         try:

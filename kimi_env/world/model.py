@@ -362,7 +362,12 @@ class World:
         return None
 
     def fingerprint(self) -> str:
-        """SHA-256 over every document, fact and table: same seed and size give the same hex digest."""
+        """SHA-256 over every document, fact and table: same seed and size give the same hex digest.
+
+        Computed once per world (a world is not changed after generation)."""
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         for d in self.documents():
             h.update(json.dumps([d.url, d.title, d.html, list(d.links)], ensure_ascii=False).encode())
@@ -371,7 +376,8 @@ class World:
         for eid in sorted(self.tables):
             for t in self.tables[eid]:
                 h.update(json.dumps(asdict(t), sort_keys=True, ensure_ascii=False).encode())
-        return h.hexdigest()
+        self._fingerprint: str = h.hexdigest()
+        return self._fingerprint
 
     def stats(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -9,7 +9,9 @@ when the episode's reward is 1. It costs about 5 to 15 ms a task on 2 cores.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,15 @@ def world_corpus(world: Any, cache_dir: str | os.PathLike | None = None) -> Any:
     with _LOCK:
         if (out / "manifest.json").is_file():
             return Corpus.open(out)
-        return Corpus.build(world.documents(), out, name=f"kimiwiki seed {world.seed}, {world.n_pages} pages",
-                            overwrite=True)
+        # Build privately, then move into place; when several processes race, the first rename wins and the
+        # others open its result (a built corpus is never replaced under a reader).
+        private = root / f".building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        Corpus.build(world.documents(), private, name=f"kimiwiki seed {world.seed}, {world.n_pages} pages")
+        try:
+            os.rename(private, out)
+        except OSError:
+            shutil.rmtree(private, ignore_errors=True)
+        return Corpus.open(out)
 
 
 def make_tools(names: Sequence[str], corpus: Any, python_timeout: float = 10.0) -> list[Tool]:
