@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-_PLUGINS = ("kimi_env.web.cli", "kimi_env.world.cli", "trainers.cli")
+_PLUGINS = ("kimi_env.web.cli", "kimi_env.world.cli")
+#: other packages add commands through this entry-point group (a module with ``register(subparsers)``)
+PLUGIN_GROUP = "kimi_env.cli"
 
 
 def _cmd_envs(args: argparse.Namespace) -> int:
@@ -107,8 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     p.set_defaults(func=_cmd_demos)
     for module in _PLUGINS:
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) and importlib.util.find_spec(module):
-            importlib.import_module(module).register(sub)
+        importlib.import_module(module).register(sub)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        ep.load().register(sub)
     return parser
 
 

@@ -211,6 +211,9 @@ class ToolEnv(gym.Env[str, str]):
         self._messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         self._context_chars = len(system) + len(user)
         self._active = True
+        room = self.max_observation_chars - len(user) - 2
+        if len(system) > room and room >= 200:  # cut the tool descriptions, never the question
+            system = truncate(system, room, "system prompt")[0]
         obs = self._bound(f"{system}\n\n{user}")
         info = self._info()
         info["tools"] = [t.schema for t in self.tools]

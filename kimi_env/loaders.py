@@ -76,6 +76,7 @@ def _maybe_decrypt(value: str, canary: str | None) -> str:
     if not canary or not value:
         return value
     try:
+        base64.b64decode(value, validate=True)  # only strict base64 can be ciphertext
         return xor_decrypt(value, canary)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return value  # already plain text

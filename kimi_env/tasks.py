@@ -128,12 +128,16 @@ def load_tasks(source: str | Path | Iterable[Mapping[str, Any]] | Any) -> list[T
                     continue
                 try:
                     row = json.loads(line)
-                    tasks.append(row if isinstance(row, Task) else Task.from_dict(row, default_id=f"{path.stem}-{lineno}"))
+                    if not isinstance(row, dict):
+                        raise InvalidArgumentError(f"expected a JSON object, got {type(row).__name__}")
+                    tasks.append(Task.from_dict(row, default_id=f"{path.stem}-{lineno}"))
                 except (ValueError, InvalidArgumentError) as exc:
                     raise InvalidArgumentError(f"{path}:{lineno}: bad task row: {exc}") from exc
         return tasks
     out = []
     for i, row in enumerate(_iter_rows(source)):
+        if not isinstance(row, (Task, Mapping)):
+            raise InvalidArgumentError(f"task {i}: expected a dict or a Task, got {type(row).__name__} {row!r:.60}.")
         out.append(row if isinstance(row, Task) else Task.from_dict(row, default_id=f"task-{i}"))
     return out
 

@@ -259,3 +259,11 @@ def test_close_is_idempotent_and_reset_after_close_fails():
     env.close()
     with pytest.raises(ResetNeededError, match="closed"):
         env.reset(seed=0)
+
+
+def test_reset_cuts_the_tool_descriptions_never_the_question():
+    env = TinyEnv(max_observation_chars=1000)
+    env.reset(seed=0)
+    question = "Q" * 500 + "?"
+    obs, _ = env.reset(options={"task": {"question": question, "answer": "blue"}})
+    assert obs.endswith(question) and len(obs) <= 1000 and "characters of system prompt cut" in obs

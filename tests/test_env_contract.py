@@ -8,6 +8,7 @@ make an exception escape nor an observation leave the observation space.
 from __future__ import annotations
 
 import json
+import re
 
 import gymnasium as gym
 import pytest
@@ -39,30 +40,49 @@ def test_make_with_module_prefix_and_check_env(env_id):
         env.close()
 
 
-def test_same_seed_same_actions_same_observations(env_id):
-    def play(seed: int) -> list:
-        env = gym.make(env_id)
-        try:
-            obs, info = env.reset(seed=seed)
-            tool = _tool_names(env)[0]
-            out = [obs, info["task"]]
-            actions = [
-                "no tags at all",
-                '<tool_call>{"name": "%s", "arguments": {}}</tool_call>' % tool,
-                "<answer>42</answer>",
-            ]
-            for action in actions:
-                obs, reward, term, trunc, info = env.step(action)
-                out.append((obs, reward, term, trunc, info["num_turns"], info["format_errors"]))
-                if term or trunc:
-                    break
-            return out
-        finally:
-            env.close()
+SAMPLE_ARGS = {
+    "search": {"queries": ["founded capital", "population census"]},
+    "python": {"code": "import random\nprint(sorted({3, 1, 2}), random.random())"},
+    "calculator": {"expression": "2 * 21"},
+}
 
-    assert play(7) == play(7)
-    first, other = play(7), play(8)
-    assert first[1]["id"] != other[1]["id"] or first[0] != other[0] or len(set(ENV_IDS)) == 0
+
+def _call(name: str, args: dict) -> str:
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': args})}</tool_call>"
+
+
+def _play(env_id: str, seed: int) -> list:
+    """Reset, then real calls of every tool (browse opens the first URL search returned), then an answer."""
+    env = gym.make(env_id)
+    try:
+        obs, info = env.reset(seed=seed)
+        out = [obs, info["task"]]
+        url = None
+        for name in _tool_names(env):
+            if name == "browse":
+                if url is None:
+                    continue
+                args = {"url": url}
+            else:
+                args = SAMPLE_ARGS[name]
+            obs, reward, term, trunc, info = env.step(_call(name, args))
+            assert info["format_errors"] == 0, (name, obs[:300])
+            found = re.search(r"^(https?://\S+)$", obs, re.M)
+            url = url or (found.group(1) if found else None)
+            out.append((obs, reward, term, trunc, info["tool_calls"], info["urls_visited"]))
+        obs, reward, term, trunc, info = env.step("<answer>42</answer>")
+        out.append((obs, reward, term, trunc, info["reward_breakdown"]))
+        return out
+    finally:
+        env.close()
+
+
+def test_same_seed_same_actions_same_observations(env_id):
+    first = _play(env_id, 7)
+    assert first == _play(env_id, 7)
+    assert len(first) >= 3  # the reset, at least one real tool call, the answer
+    others = [_play(env_id, seed)[:2] for seed in (8, 9, 10)]
+    assert any(o != first[:2] for o in others), "different seeds should pose different tasks"
 
 
 def test_step_before_reset_is_a_clear_error(env_id):
@@ -78,13 +98,19 @@ def test_step_before_reset_is_a_clear_error(env_id):
         env.close()
 
 
-def _hostile(tool_names: list[str]) -> st.SearchStrategy[str]:
+def _hostile(tools: list) -> st.SearchStrategy[str]:
+    tool_names = [t.name for t in tools]
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
         lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
         max_leaves=10,
     )
     known = st.sampled_from(tool_names)
+    hostile_values = st.one_of(
+        st.none(), st.just(float("nan")), st.just(float("inf")), st.integers(min_value=-(10**30), max_value=10**30),
+        st.text(max_size=40), st.just("x" * 100_000), st.lists(st.text(max_size=5), max_size=30),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), st.booleans(),
+    )
     call_known = st.builds(
         lambda n, a: f'<tool_call>{json.dumps({"name": n, "arguments": a})}</tool_call>',
         known, st.dictionaries(st.text(max_size=12), json_values, max_size=3),
@@ -107,6 +133,11 @@ def _hostile(tool_names: list[str]) -> st.SearchStrategy[str]:
         st.builds(lambda n: f'<tool_call>{{"name": "{n}", "arguments": {{"x": "{"B" * 1_000_000}"}}}}</tool_call>',
                   known),
         st.just("<tool_call>" * 1000),
+        *[  # the tool's real parameter names with hostile values: these reach Tool.run when they validate
+            st.builds(lambda args, n=t.name: _call(n, args),
+                      st.dictionaries(st.sampled_from(sorted(t.parameters["properties"])), hostile_values, max_size=4))
+            for t in tools if t.parameters.get("properties")
+        ],
     )
 
 
@@ -115,7 +146,7 @@ def test_hostile_actions_never_escape(env_id):
     space = env.observation_space
     counter = {"steps": 0, "episodes": 0}
     env.reset(seed=0)
-    strategy = st.lists(_hostile(_tool_names(env)), min_size=8, max_size=8)
+    strategy = st.lists(_hostile(env.unwrapped.tools), min_size=8, max_size=8)
 
     @settings(max_examples=HOSTILE_ACTIONS_PER_ENV // 8, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))

@@ -77,3 +77,30 @@ def test_tasks_roundtrip_through_jsonl_and_dataset(tmp_path):
     assert "_plan" not in tasks[0].public()["metadata"] and "answers" not in tasks[0].public()
     ds = tasks_to_dataset(tasks)
     assert load_tasks(ds) == tasks
+
+
+def test_non_object_rows_are_named_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("123\n")
+    with pytest.raises(InvalidArgumentError, match=r"bad.jsonl:1: .*expected a JSON object, got int"):
+        load_tasks(bad)
+    with pytest.raises(InvalidArgumentError, match="task 0: expected a dict"):
+        load_tasks([["question", "answer"]])
+
+
+def test_xbench_plain_text_fields_are_kept(tmp_path):
+    p = tmp_path / "DeepSearch.csv"
+    with p.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "prompt", "answer", "canary"])
+        w.writerow(["1", "Which year?", "2019", "some-canary"])
+    (task,) = load_benchmark(p, "xbench")
+    assert task.question == "Which year?" and task.answer == "2019"
+
+
+def test_xbench_text_that_is_not_strict_base64_is_not_decrypted(tmp_path):
+    # Lenient base64 would drop the "?" and decode "QUJD" to "ABC" (with a NUL canary, XOR changes nothing).
+    p = tmp_path / "xbench.jsonl"
+    p.write_text(json.dumps({"id": 1, "prompt": "QUJD?", "answer": "QUJD", "canary": "\u0000"}) + "\n")
+    (task,) = load_benchmark(p, "xbench")
+    assert task.question == "QUJD?" and task.answer == "ABC"
