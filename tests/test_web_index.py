@@ -129,3 +129,171 @@ def test_snippet_shows_the_query_terms_the_title_does_not(tmp_path: Path) -> Non
     index = BM25Index.load_or_build(corpus, cache_dir=tmp_path / "idx")
     (hit, *_), = index.search(["Vurmark head of state"], top_k=1)
     assert hit.title == "Vurmark" and "Head of state: Calbaeszein Vainoxander" in hit.snippet, hit.snippet
+
+
+# -- the fast paths equal straightforward reference implementations ---------------------------------------------------
+# BM25Index scores frequent terms from dense rows, selects the top k by group maxima, and finds snippet terms with
+# str.find; these references are the plain versions (scatter-add every posting list and rank all documents; a
+# whole-word regex per term set). Results must be identical: same rows, same float32 scores, same snippets.
+
+
+def _reference_top(index: BM25Index, query: str, top_k: int) -> list[tuple[int, float]]:
+    import numpy as np
+
+    tids = [index._vocab[t] for t in dict.fromkeys(tokenize(query)) if t in index._vocab]
+    scores = np.zeros(len(index.corpus), dtype=np.float32)
+    for t in tids:
+        start, end = index._indptr[t], index._indptr[t + 1]
+        scores[index._indices[start:end]] += index._data[start:end]
+    ranked = sorted((i for i in range(len(scores)) if scores[i] > 0), key=lambda i: (-scores[i], i))
+    return [(i, float(scores[i])) for i in ranked[:top_k]]
+
+
+def _reference_line_score(chunk: str, terms: set[str], weights: dict[str, float]) -> float:
+    import math
+    import re
+
+    found = {t for t in terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", chunk.lower())}
+    return math.fsum(weights.get(t, 1.0) for t in found)
+
+
+@pytest.fixture(scope="module")
+def zipf_index(tmp_path_factory: pytest.TempPathFactory) -> BM25Index:
+    """3,000 pages of Zipf-distributed made-up words: frequent terms get dense rows, the group-max path runs."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    vocab = ["".join(rng.choice(list("abcdefghik"), int(rng.integers(2, 6)))) for _ in range(3000)]
+    p = 1.0 / np.arange(1, len(vocab) + 1) ** 1.1
+    ids = rng.choice(len(vocab), size=(3000, 60), p=p / p.sum())
+    docs = []
+    for i, row in enumerate(ids):
+        words = [vocab[j] for j in row]
+        text = "\n".join(" ".join(words[k : k + 12]).capitalize() + ". Ok." for k in range(0, 60, 12))
+        docs.append(Document(f"https://z.test/{i}", " ".join(words[:2]).title(), text=text))
+    path = tmp_path_factory.mktemp("zipf")
+    return BM25Index.load_or_build(Corpus.build(docs, path / "c"), cache_dir=path / "idx")
+
+
+def test_fast_scoring_equals_reference(zipf_index: BM25Index, index: BM25Index) -> None:
+    import numpy as np
+
+    assert zipf_index._dense.shape[0] > 0  # the dense path is exercised
+    rng = np.random.default_rng(3)
+    for idx in (zipf_index, index):
+        words = sorted({t for _i, title, text in idx.corpus.iter_text() for t in tokenize(title + " " + text)})
+        queries = [" ".join(rng.choice(words, int(rng.integers(1, 6)))) for _ in range(150)]
+        queries += ["zzzz-unknown", "the of", words[0], "ok"]
+        for q in queries:
+            for k in (1, 5, 20):
+                assert idx.top_ids(q, k) == _reference_top(idx, q, k), (q, k)
+            assert np.array_equal(idx.scores(q), idx._scores([idx._vocab[t] for t in dict.fromkeys(tokenize(q))
+                                                              if t in idx._vocab]))
+
+
+def test_snippets_equal_reference(zipf_index: BM25Index) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    texts = [text for _i, _t, text in zipf_index.corpus.iter_text()][:300]
+    # \w edge cases: underscores, accents, digits, dotted capital I (lower() lengthens it), headings, table rows
+    texts.append("Café_au lait x_1 x1y. _x Über-über ÜBER; naïve İstanbul 42nd 4 2.\n# Heading über\n| a | b |")
+    for text in texts:
+        words = tokenize(text)
+        for _ in range(3):
+            terms = set(rng.choice(words, min(len(words), int(rng.integers(1, 5))))) | {"x", "über", "istanbul", "42"}
+            weights = {t: float(rng.random()) for t in terms}
+            for width in (60, 240):
+                assert make_snippet(text, terms, width, weights) == _reference_snippet(text, terms, width, weights)
+    # a caller's multi-word term still goes through the regex
+    assert make_snippet("Cats sleep. New York is big.", {"new york"}) == "New York is big."
+
+
+def test_search_equals_reference(zipf_index: BM25Index) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(11)
+    texts = [text for _i, _t, text in zipf_index.corpus.iter_text()]
+    queries = [" ".join(rng.choice(tokenize(texts[int(rng.integers(len(texts)))]), 5)) for _ in range(40)]
+    results = zipf_index.search(queries, 5)
+    for query, hits in zip(queries, results):
+        weights = zipf_index._weights(query)
+        terms = set(weights)
+        expected = []
+        for doc_id, score in _reference_top(zipf_index, query, 5):
+            url, title, text = zipf_index.corpus.summary(doc_id)
+            focus = (terms - set(tokenize(title))) or terms
+            expected.append((url, title, round(score, 4), _reference_snippet(text, focus, 240, weights)))
+        assert [(h.url, h.title, h.score, h.snippet) for h in hits] == expected, query
+
+
+def _reference_snippet(text: str, terms: set[str], width: int, weights: dict[str, float]) -> str:
+    """make_snippet written plainly: a whole-word regex per term, exact sums, the same window rules."""
+    import math
+    import re
+
+    from kimi_env.web.index import _clean, _clip_around
+
+    def score_of(chunk: str) -> float:
+        found = {t for t in terms if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", chunk.lower())}
+        return math.fsum(weights.get(t, 1.0) for t in found)
+
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    if not lines:
+        return ""
+    best = (0.0, 0, -1)
+    for li, line in enumerate(lines):
+        score = score_of(line) * (0.5 if line.startswith("#") else 1.0)
+        if score > best[0]:
+            best = (score, li, 0)
+    if best[0] > 0:
+        scores = [score_of(sentence) for sentence, _h in _clean(lines[best[1]])]
+        best = (best[0], best[1], scores.index(max(scores)) if scores else 0)
+    _s, li, si = best
+    if si < 0:
+        li = next((i for i, line in enumerate(lines) if not line.startswith("#")), 0)
+        si = 0
+    units = _clean(lines[li])[si:]
+    out = units[0][0] if units else lines[li]
+    if len(out) > width:
+        return _clip_around(out, terms, width)
+    rest = units[1:]
+    for line in lines[li + 1 :]:
+        if len(out) >= width:
+            break
+        rest.extend(_clean(line))
+        for sentence, heading in rest:
+            if heading or len(out) + 1 + len(sentence) > width:
+                return out
+            out += " " + sentence
+        rest = []
+    for sentence, heading in rest:
+        if heading or len(out) + 1 + len(sentence) > width:
+            break
+        out += " " + sentence
+    return out
+
+
+def test_snippets_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """Ties between lines used to depend on set iteration order (float sums in hash order); now sums are exact."""
+    import subprocess
+
+    code = (
+        "from kimi_env.web.index import make_snippet\n"
+        "w = {'aa': 0.1, 'bb': 0.2, 'cc': 0.3, 'dd': 0.6}\n"
+        "print(make_snippet('dd.\\naa bb cc.', set(w), 5, w))"
+    )  # 0.1 + 0.2 + 0.3 is 0.6 or 0.6000000000000001 depending on the order: it tied with "dd." or beat it
+    outs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+                       cwd=Path(__file__).parents[1]).stdout
+        for seed in range(12)
+    }
+    assert len(outs) == 1, outs
+
+
+def test_summaries_equal_summary(corpus: Corpus) -> None:
+    rows = [3, 0, 3, len(corpus) - 1]
+    assert corpus.summaries(rows) == {i: corpus.summary(i) for i in rows}
+    with pytest.raises(IndexError):
+        corpus.summaries([len(corpus)])

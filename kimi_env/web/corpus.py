@@ -274,6 +274,22 @@ class Corpus:
             raise IndexError(f"corpus has {len(self)} documents; row {doc_id} does not exist")
         return row[0], row[1], zlib.decompress(row[2] or row[3]).decode("utf-8")
 
+    def summaries(self, doc_ids: Iterable[int]) -> dict[int, tuple[str, str, str]]:
+        """:meth:`summary` of several rows at once (one SQLite query per 500 rows), keyed by row."""
+        ids = sorted({int(i) for i in doc_ids})
+        out: dict[int, tuple[str, str, str]] = {}
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            rows = self._db().execute(
+                f"SELECT id, url, title, plain, body FROM docs WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            )
+            for doc_id, url, title, plain, body in rows:
+                out[int(doc_id)] = (url, title, zlib.decompress(plain or body).decode("utf-8"))
+        missing = [i for i in ids if i not in out]
+        if missing:
+            raise IndexError(f"corpus has {len(self)} documents; row {missing[0]} does not exist")
+        return out
+
     def iter_text(self) -> Iterator[tuple[int, str, str]]:
         """(row, title, readable text) of every document in order: the input of the search index."""
         cur = self._db().execute("SELECT id, title, plain, body FROM docs ORDER BY id")
