@@ -55,9 +55,11 @@ class IndexBackend(SearchBackend):
         return self._index
 
     async def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:
+        # In a worker thread: the shared event loop keeps serving other tools and environments meanwhile, and the
+        # tool's timeout can fire.
         if self._index is None:
             await asyncio.to_thread(lambda: self.index)
-        return self._index.search(queries, top_k)
+        return await asyncio.to_thread(self._index.search, queries, top_k)
 
 
 class _HTTPClient(SearchBackend):
