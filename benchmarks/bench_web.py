@@ -2,7 +2,7 @@
 
 Usage (each size runs in well under two minutes on 2 shared cores)::
 
-    .venv/bin/python benchmarks/bench_web.py --sizes 10000 100000 --append docs/benchmarks-web.md
+    .venv/bin/python benchmarks/bench_web.py --sizes 10000 100000 --append /tmp/bench-web.md
 
 Synthetic pages: ~300 words each from a seeded Zipf-distributed vocabulary of 30,000 made-up words, a 3-word
 title. Known-item queries are 5 words drawn from one page's body; recall@5 counts how often that page is in the
