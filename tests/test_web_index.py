@@ -297,3 +297,14 @@ def test_summaries_equal_summary(corpus: Corpus) -> None:
     assert corpus.summaries(rows) == {i: corpus.summary(i) for i in rows}
     with pytest.raises(IndexError):
         corpus.summaries([len(corpus)])
+
+
+def test_two_corpora_can_share_one_cache_dir(tmp_path: Path) -> None:
+    shared = tmp_path / "idx"
+    a = Corpus.build([Document(url="https://a.test/1", title="Apple", text="apple pie")], tmp_path / "a")
+    b = Corpus.build([Document(url="https://b.test/1", title="Pear", text="pear tart")], tmp_path / "b")
+    ia = BM25Index.load_or_build(a, cache_dir=shared)
+    ib = BM25Index.load_or_build(b, cache_dir=shared)
+    assert ia.path != ib.path
+    assert BM25Index.load_or_build(a, cache_dir=shared).search(["apple"], 1)[0][0].url == "https://a.test/1"
+    assert len(list(shared.iterdir())) == 2

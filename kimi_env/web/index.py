@@ -246,7 +246,10 @@ class BM25Index:
     ) -> BM25Index:
         """Load the cached index of ``corpus`` (same content hash and params), or build and cache it."""
         params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 2}
-        path = Path(cache_dir).expanduser() / _params_key(params) if cache_dir else cls.default_dir(corpus, params)
+        if cache_dir:  # several corpora may share one cache_dir: key by content too
+            path = Path(cache_dir).expanduser() / f"{corpus.content_hash[:24]}-{_params_key(params)}"
+        else:
+            path = cls.default_dir(corpus, params)
         if not rebuild:
             loaded = cls._load(corpus, path, params)
             if loaded is not None:
