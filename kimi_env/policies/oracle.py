@@ -27,12 +27,11 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from ..world.model import MONTHS
 from .base import Policy
 
 Script = Generator[str, str, Any]
 
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")
 _DATE = re.compile(r"\b(\d{1,2}) (" + "|".join(MONTHS) + r") (\d{3,4})\b")
 _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 

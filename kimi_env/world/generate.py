@@ -10,7 +10,7 @@ import random
 from collections import defaultdict
 
 from . import names as N
-from .model import ARCHIVE, ORG_TYPES, AuxPage, Conflict, Entity, Table, World
+from .model import ARCHIVE, MONTHS, ORG_TYPES, AuxPage, Conflict, Entity, Table, World
 
 # Share of entity articles per type (normalized); the rest of the pages are list, category, disambiguation
 # and archive pages (about 10 %).
@@ -129,20 +129,7 @@ class _Builder:
             base = rng.randint(20_000, 600_000)
             rows = tuple(
                 (m, int(base * rng.uniform(0.6, 1.6)))
-                for m in (
-                    "January",
-                    "February",
-                    "March",
-                    "April",
-                    "May",
-                    "June",
-                    "July",
-                    "August",
-                    "September",
-                    "October",
-                    "November",
-                    "December",
-                )
+                for m in MONTHS
             )
             self.tables[country.id] = [
                 Table(country.id, "Monthly visitor arrivals in 2019", ("Month", "Visitors"), rows, "Tourism")
