@@ -220,6 +220,23 @@ class ToolEnv(gym.Env[str, str]):
         return obs, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        parsed = self._begin_step(action)
+        outcomes = self._run_calls(parsed.tool_calls) if parsed.tool_calls else []
+        return self._finish_step(action, parsed, outcomes)
+
+    async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """``step`` for asynchronous rollouts: awaitable from any event loop, so one program can step many
+        environments at once (their tool calls overlap). Same semantics and results as :meth:`step`."""
+        parsed = self._begin_step(action)
+        outcomes = []
+        if parsed.tool_calls:
+            try:
+                outcomes = await aio.arun(self._gather(parsed.tool_calls))
+            except Exception as exc:  # noqa: BLE001 - acall never raises; this guards the event loop itself
+                outcomes = self._loop_failure(parsed.tool_calls, exc)
+        return self._finish_step(action, parsed, outcomes)
+
+    def _begin_step(self, action: str) -> ParsedTurn:
         if not self._active:
             raise ResetNeededError(
                 "step() called before reset() or after the episode ended "
@@ -234,9 +251,16 @@ class ToolEnv(gym.Env[str, str]):
         parsed = self._parse(action)
         self._format_errors += len(parsed.errors)
         self._last_errors = [f"{e.kind}: {e.message}" for e in parsed.errors]
-        results = self._run_calls(parsed.tool_calls) if parsed.tool_calls else []
+        return parsed
+
+    def _finish_step(
+        self, action: str, parsed: ParsedTurn, results: list[tuple[ToolCall, ToolResult]]
+    ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         for call, result in results:
             self._tool_calls[call.name] += 1
+            if result.status == ToolStatus.INVALID_ARGUMENTS:
+                self._format_errors += 1
+                self._last_errors.append(f"invalid_arguments: {result.error}")
             for url in result.meta.get("urls", ()):
                 if url not in self._urls_seen:
                     self._urls_seen.add(url)
@@ -335,20 +359,20 @@ class ToolEnv(gym.Env[str, str]):
         except Exception as exc:  # noqa: BLE001 - a protocol bug must not kill the episode
             return ParsedTurn(errors=[FormatError("parse_failure", f"the turn could not be parsed ({type(exc).__name__}).")])
 
-    def _run_calls(self, calls: Sequence[ToolCall]) -> list[tuple[ToolCall, ToolResult]]:
-        async def _gather() -> list[ToolResult]:
-            return await asyncio.gather(*(self._tools_by_name[c.name].acall(**c.arguments) for c in calls))
-
-        try:
-            results = aio.run(_gather())
-        except Exception as exc:  # noqa: BLE001 - acall never raises; this guards the event loop itself
-            results = [ToolResult.failure(f"tool execution failed ({type(exc).__name__}).", ToolStatus.INTERNAL)
-                       for _ in calls]
-        for res in results:
-            if res.status == ToolStatus.INVALID_ARGUMENTS:
-                self._format_errors += 1
-                self._last_errors.append(f"invalid_arguments: {res.error}")
+    async def _gather(self, calls: Sequence[ToolCall]) -> list[tuple[ToolCall, ToolResult]]:
+        results = await asyncio.gather(*(self._tools_by_name[c.name].acall(**c.arguments) for c in calls))
         return list(zip(calls, results))
+
+    @staticmethod
+    def _loop_failure(calls: Sequence[ToolCall], exc: Exception) -> list[tuple[ToolCall, ToolResult]]:
+        failure = ToolResult.failure(f"tool execution failed ({type(exc).__name__}).", ToolStatus.INTERNAL)
+        return [(c, failure) for c in calls]
+
+    def _run_calls(self, calls: Sequence[ToolCall]) -> list[tuple[ToolCall, ToolResult]]:
+        try:
+            return aio.run(self._gather(calls))
+        except Exception as exc:  # noqa: BLE001 - acall never raises; this guards the event loop itself
+            return self._loop_failure(calls, exc)
 
     def _final_reward(self) -> float:
         if self._end_reason == "answer" and self._task is not None and self._answer is not None:

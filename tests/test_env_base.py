@@ -267,3 +267,23 @@ def test_reset_cuts_the_tool_descriptions_never_the_question():
     question = "Q" * 500 + "?"
     obs, _ = env.reset(options={"task": {"question": question, "answer": "blue"}})
     assert obs.endswith(question) and len(obs) <= 1000 and "characters of system prompt cut" in obs
+
+
+def test_astep_lets_one_program_step_many_environments_concurrently():
+    first, second = TinyEnv(), TinyEnv()
+    first.reset(seed=0)
+    second.reset(seed=0)
+    second.tools[1].arrived = first.tools[1].arrived  # both environments' meet tools share one rendezvous
+
+    async def both():
+        return await asyncio.gather(first.astep(call("meet", me="a", other="b")),
+                                    second.astep(call("meet", me="b", other="a")))
+
+    (obs_a, *_), (obs_b, *_) = asyncio.run(both())
+    assert "a met b" in obs_a and "b met a" in obs_b
+    # and astep gives what step gives
+    sync_env, async_env = TinyEnv(), TinyEnv()
+    sync_env.reset(seed=3)
+    async_env.reset(seed=3)
+    for action in (call("echo", text="x"), call("echo", txt="x"), "<answer>blue</answer>"):
+        assert sync_env.step(action) == asyncio.run(async_env.astep(action))
