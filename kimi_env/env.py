@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import weakref
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -55,6 +56,11 @@ def _init_keywords(cls: type) -> tuple[set[str], bool]:
         if klass is ToolEnv:
             return names, False
     return names, True
+
+
+def _close_tools(tools: list[Tool]) -> None:
+    for tool in tools:
+        tool.close()
 
 
 class ToolEnv(gym.Env[str, str]):
@@ -153,6 +159,9 @@ class ToolEnv(gym.Env[str, str]):
             for tool in self.tools:
                 tool.set_timeout(float(tool_timeout))
         self._tools_by_name = {t.name: t for t in self.tools}
+        # Close the tools (sessions, servers, workers) even if the user never calls close(): at garbage
+        # collection or at interpreter exit, whichever comes first.
+        self._finalizer = weakref.finalize(self, _close_tools, list(self.tools))
 
         self.observation_space = text_space(max_observation_chars)
         self.action_space = text_space(max_action_chars)
@@ -313,8 +322,9 @@ class ToolEnv(gym.Env[str, str]):
             return
         self._closed = True
         self._active = False
-        for tool in getattr(self, "tools", []):
-            tool.close()
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer()
         super().close()
 
     # ------------------------------------------------------------------ helpers
