@@ -106,3 +106,21 @@ def test_funnel_stage_b_drops_what_the_oracle_cannot_solve():
     assert verdicts[:-2] == [True] * len(pool)
     assert verdicts[-2:] == [False, False]
     assert "wrong answer" in check.failures["broken"] and "teleport" in check.failures["noplan"]
+
+
+def test_an_environment_never_closed_still_releases_its_sessions():
+    import subprocess
+    import sys
+
+    code = (
+        "import kimi_env\n"
+        "env = kimi_env.make('BrowseQA-v0', split='test')\n"
+        "env.reset(seed=0)\n"
+        "obs, *_ = env.step('<tool_call>{\"name\": \"browse\", \"arguments\": "
+        "{\"url\": \"https://kimiwiki.test/wiki/Vurmark\"}}</tool_call>')\n"
+        "assert 'Vurmark' in obs\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
+    assert "Unclosed" not in out.stderr, out.stderr
