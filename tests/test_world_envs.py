@@ -124,3 +124,24 @@ def test_an_environment_never_closed_still_releases_its_sessions():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "done", out.stderr
     assert "Unclosed" not in out.stderr, out.stderr
+
+
+def test_verify_pools_run_funnel_stage_b_and_synth_solvable_prints_it(tmp_path, capsys):
+    from envs.world_qa import get_task_pool
+    from kimi_env.cli import main
+
+    verified = get_task_pool(0, 2000, 300, 5, True)
+    plain = get_task_pool(0, 2000, 300, 5, False)
+    assert verified and {t.id for t in verified} <= {t.id for t in get_task_pool(0, 2000, 2000, 5, False)}
+    env = kimi_env.make("DeepResearch-v0", split=None, n_tasks=300, task_seed=5, verify=True)
+    try:
+        assert env.unwrapped.task_pool and evaluate(env, OraclePolicy(), episodes=30)["pass@1"] == 1.0
+    finally:
+        env.close()
+    assert len(plain) == 300
+    out = tmp_path / "t.jsonl"
+    assert main(["synth", "--n", "50", "--seed", "2", "--out", str(out), "--solvable"]) == 0
+    captured = capsys.readouterr()
+    stages = {s["name"]: s for s in json.loads(captured.out.strip().splitlines()[-1])["funnel"]["stages"]}
+    assert stages["solvable"]["status"] == "ran" and stages["solvable"]["in"] >= 50
+    assert "solvable  in" in captured.err
