@@ -139,7 +139,7 @@ class WorldQAEnv(ToolEnv):
         split: str | None = "train",
         difficulty: Sequence[int] = (1, 5),
         kinds: Sequence[str] | None = None,
-        n_tasks: int = 6000,
+        n_tasks: int = 10000,
         task_seed: int = 0,
         verify: bool = False,
         python_timeout: float = 10.0,

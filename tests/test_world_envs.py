@@ -96,7 +96,7 @@ def test_funnel_stage_b_drops_what_the_oracle_cannot_solve():
     from envs.world_qa import get_task_pool, get_world
     from kimi_env.world.solvable import OracleSolvable
 
-    pool = [t for t in get_task_pool(0, 2000, 6000, 0) if t.metadata["split"] == "test"][:12]
+    pool = [t for t in get_task_pool(0, 2000, 10000, 0) if t.metadata["split"] == "test"][:12]
     broken = Task(id="broken", question=pool[0].question, answers=("not the answer",),
                   answer_type=pool[0].answer_type, metadata=dict(pool[0].metadata))
     unplannable = Task(id="noplan", question="What?", answers=("x",),
