@@ -41,12 +41,8 @@ def _synthesis_version() -> str:
     return h.hexdigest()[:16]
 
 
-def get_world(seed: int, pages: int) -> Any:
-    return _get_world(seed, pages)
-
-
 @functools.lru_cache(maxsize=4)
-def _get_world(seed: int, pages: int) -> Any:
+def get_world(seed: int, pages: int) -> Any:
     from kimi_env.world import generate_world
 
     return generate_world(seed=seed, n_pages=pages)

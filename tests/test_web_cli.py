@@ -15,15 +15,20 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from test_web_fixtures import HTML_PAGES  # noqa: E402
 
+from kimi_env.cli import main  # noqa: E402
 from kimi_env.web.cli import register  # noqa: E402
 from kimi_env.web.corpus import Corpus  # noqa: E402
 
 
 def _run(argv: list[str]) -> int:
+    """Through the real `kimi-env` entry point (which prints our errors and returns 2)."""
+    return main(argv)
+
+
+def test_register_adds_the_commands_to_any_parser() -> None:
     parser = argparse.ArgumentParser(prog="kimi-env")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    assert parser.parse_args(["serve", "--corpus", "c"]).func.__name__ == "_cmd_serve"
 
 
 def test_import_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

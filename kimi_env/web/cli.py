@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+    from .corpus import Corpus  # noqa: PLC0415
     from .importers import import_path  # noqa: PLC0415
 
     start = time.perf_counter()
@@ -56,7 +56,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             on_duplicate=args.on_duplicate,
         )
-    except (CorpusError, OSError) as exc:
+    except OSError as exc:  # errors of ours (CorpusError, ...) are printed by kimi_env.cli.main
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(
@@ -74,26 +74,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
 
-    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+    from .corpus import Corpus  # noqa: PLC0415
 
-    try:
-        corpus = Corpus.open(args.dir)
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(corpus.manifest, indent=2))
+    print(json.dumps(Corpus.open(args.dir).manifest, indent=2))
     return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .corpus import Corpus, CorpusError  # noqa: PLC0415
+    from .corpus import Corpus  # noqa: PLC0415
     from .server import serve  # noqa: PLC0415
 
-    try:
-        corpus = Corpus.open(args.corpus)
-    except CorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    corpus = Corpus.open(args.corpus)
     try:
         serve(corpus, host=args.host, port=args.port)
     except OSError as exc:
