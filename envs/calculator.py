@@ -37,7 +37,7 @@ def evaluate(expression: str, max_digits: int = 400) -> int | float:
     >>> evaluate("__import__('os')")
     Traceback (most recent call last):
     ...
-    envs.calculator.CalculatorError: only numbers, + - * / // % ** and parentheses are allowed, got Call
+    kimi_env.envs.calculator.CalculatorError: only numbers, + - * / // % ** and parentheses are allowed, got Call
     """
     try:
         tree = ast.parse(expression, mode="eval")

@@ -1,6 +1,6 @@
 """Registration of the environments in ``envs/`` with Gymnasium, under the namespace ``kimi_env``.
 
-Entry points are strings (``"envs.calculator:CalculatorEnv"``), so registering imports nothing heavy and the import
+Entry points are strings (``"kimi_env.envs.calculator:CalculatorEnv"``), so registering imports nothing heavy and the import
 direction stays ``envs -> kimi_env``. ``import kimi_env`` registers them all, which is why
 ``gym.make("kimi_env:kimi_env/Calculator-v0")`` works without a prior import (Gymnasium imports the module named
 before the colon first).
@@ -33,17 +33,17 @@ class EnvEntry:
 
 
 ENVS: tuple[EnvEntry, ...] = (
-    EnvEntry("Calculator-v0", "envs.calculator:CalculatorEnv",
+    EnvEntry("Calculator-v0", "kimi_env.envs.calculator:CalculatorEnv",
              "Arithmetic questions over large numbers with a calculator tool (the contract's smallest example)."),
-    EnvEntry("SearchQA-v0", "envs.world_qa:SearchQAEnv",
+    EnvEntry("SearchQA-v0", "kimi_env.envs.world_qa:SearchQAEnv",
              "Questions over the generated world answerable from search results (search tool)."),
-    EnvEntry("BrowseQA-v0", "envs.world_qa:BrowseQAEnv",
+    EnvEntry("BrowseQA-v0", "kimi_env.envs.world_qa:BrowseQAEnv",
              "Facts deep in pages, lists, conflicting sources, long chains (search and browse)."),
-    EnvEntry("CodeQA-v0", "envs.world_qa:CodeQAEnv",
+    EnvEntry("CodeQA-v0", "kimi_env.envs.world_qa:CodeQAEnv",
              "Aggregations over several entities that need computing (search and python)."),
-    EnvEntry("DeepResearch-v0", "envs.world_qa:DeepResearchEnv",
+    EnvEntry("DeepResearch-v0", "kimi_env.envs.world_qa:DeepResearchEnv",
              "Every tool and every task kind of the generated world, mixed and long-horizon."),
-    EnvEntry("MathCode-v0", "envs.mathcode:MathCodeEnv",
+    EnvEntry("MathCode-v0", "kimi_env.envs.mathcode:MathCodeEnv",
              "Generated math and logic tasks checked by value, with the python sandbox tool."),
 )
 

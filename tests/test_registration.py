@@ -12,8 +12,8 @@ import sys
 import gymnasium as gym
 import pytest
 
-import envs
 import kimi_env
+import kimi_env.envs as envs
 from kimi_env import InvalidArgumentError, ToolEnv, UnknownNameError
 from kimi_env.cli import main
 
@@ -22,12 +22,34 @@ def test_every_env_class_in_envs_is_registered():
     registered = {gym.spec(i).entry_point for i in kimi_env.list_envs()}
     found = set()
     for mod in pkgutil.iter_modules(envs.__path__):
-        module = importlib.import_module(f"envs.{mod.name}")
+        module = importlib.import_module(f"kimi_env.envs.{mod.name}")
         for name, obj in inspect.getmembers(module, inspect.isclass):
             if issubclass(obj, ToolEnv) and obj.__module__ == module.__name__ and not inspect.isabstract(obj) \
                     and not name.startswith("_") and getattr(obj, "registered", True):
                 found.add(f"{module.__name__}:{name}")
     assert found and found <= registered, found - registered
+
+
+def test_packages_install_under_our_namespace():
+    """envs/ and trainers/ install as kimi_env.envs and kimi_env.trainers (a user's own `envs/` folder never shadows
+    them), and every package folder of the tree is listed in pyproject.toml."""
+    import pathlib
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs = conf["package-dir"]
+    on_disk = set()
+    for init in root.glob("**/__init__.py"):
+        rel = init.parent.relative_to(root)
+        if rel.parts and rel.parts[0] in ("kimi_env", "envs", "trainers") and ".venv" not in rel.parts:
+            name = ".".join(rel.parts)
+            for pkg, folder in dirs.items():
+                if name == folder or name.startswith(folder + "."):
+                    name = pkg + name[len(folder):]
+            on_disk.add(name)
+    assert on_disk == set(conf["packages"]), on_disk ^ set(conf["packages"])
+    assert envs.__name__ == "kimi_env.envs"
 
 
 def test_gym_make_works_in_a_fresh_interpreter_without_prior_import():

@@ -93,7 +93,7 @@ def test_bring_your_own_corpus_and_tasks(tmp_path):
 
 
 def test_funnel_stage_b_drops_what_the_oracle_cannot_solve():
-    from envs.world_qa import get_task_pool, get_world
+    from kimi_env.envs.world_qa import get_task_pool, get_world
     from kimi_env.world.solvable import OracleSolvable
 
     pool = [t for t in get_task_pool(0, 2000, 10000, 0) if t.metadata["split"] == "test"][:12]
@@ -127,7 +127,7 @@ def test_an_environment_never_closed_still_releases_its_sessions():
 
 
 def test_verify_pools_run_funnel_stage_b_and_synth_solvable_prints_it(tmp_path, capsys):
-    from envs.world_qa import get_task_pool
+    from kimi_env.envs.world_qa import get_task_pool
     from kimi_env.cli import main
 
     verified = get_task_pool(0, 2000, 300, 5, True)
