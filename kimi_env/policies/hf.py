@@ -1,0 +1,501 @@
+"""``hf:`` policies: a transformers causal LM that serves many episodes at once, with token-exact records.
+
+**Rendering.** An episode's first context is the model's chat template over the environment's first messages
+(system prompt with the tool schemas, then the question) with the generation prompt. After each step only the new
+messages (``info["new_messages"]`` when the environment gives it, else the observation as one tool message) are
+tokenized, as the text the template adds after the last assistant turn, and appended to the ids the model actually
+sampled: the context of turn i+1 is turn i's context + its sampled ids + the tokenized tool response, never a
+re-rendering of earlier text.
+
+**Batched generation.** :class:`BatchedGenerator` keeps, for every live episode, the key/value cache of its whole
+context. Pending turns of all episodes are served together in rounds: each round prefills only the tokens an episode
+has not yet computed (the new tool response) and then decodes all sequences of the round in one batch, one forward
+pass per token. The prompt prefix every episode shares (the system prompt) is computed once per weights version and
+reused. A sequence that finishes early is handed back at once so its episode can step its environment while the
+rest of the round decodes; its next turn joins the next round.
+
+The forward pass is written against the modules of a Llama-family model (``LlamaForCausalLM``: SmolLM2, Llama,
+Mistral and Qwen2 shapes), which lets it keep per-episode caches, apply one attention mask for padded caches, and
+capture the hidden states entering a chosen layer (the trainer trains only the layers above it and reuses these
+activations instead of recomputing the frozen trunk). Other architectures fall back to ``model.generate`` one turn
+at a time.
+
+**Sampling.** ``temperature`` (0 or ``greedy=True``: argmax), ``top_p``, ``max_new_tokens``, ``seed``. The recorded
+``logprobs`` are log-probabilities under the sampling distribution (temperature applied, top-p renormalized);
+greedy records the model's plain log-softmax. Generation stops at the end-of-turn token or at ``</tool_call>`` /
+``</answer>`` followed by the end of the turn; a turn that hits ``max_new_tokens`` ends with ``stop_reason="length"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from .base import Action, EpisodePolicy, Policy
+
+__all__ = ["HFPolicy", "BatchedGenerator", "LlamaRunner"]
+
+
+# ---------------------------------------------------------------------------------------------------- the forward
+class LlamaRunner:
+    """A functional forward pass over a Llama-family model's own modules, with explicit caches and masks."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model
+        inner = getattr(model, "model", None)
+        layers = getattr(inner, "layers", None)
+        if inner is None or layers is None or not hasattr(layers[0], "self_attn") \
+                or not hasattr(layers[0].self_attn, "q_proj"):
+            raise InvalidArgumentError(
+                f"{type(model).__name__} is not a Llama-family model (model.model.layers[i].self_attn.q_proj); "
+                "the batched engine cannot run it. Fix: use engine='generate'.")
+        self.inner = inner
+        self.layers = layers
+        cfg = model.config
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        self.n_layers = len(layers)
+        from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+        self._rope = apply_rotary_pos_emb
+
+    def embed(self, ids: Any) -> Any:
+        return self.inner.embed_tokens(ids)
+
+    def layer(self, idx: int, h: Any, pos: Any, mask: Any, k_buf: Any = None, v_buf: Any = None,
+              write_at: int | None = None, past_len: int | None = None) -> tuple[Any, Any, Any]:
+        """One decoder layer. With buffers: writes this chunk's K/V at ``write_at`` and attends over
+        ``buf[:, :, :past_len + n]``; without: attends within the chunk. Returns (h, k, v)."""
+        torch = self.torch
+        layer = self.layers[idx]
+        attn = layer.self_attn
+        b, n, _ = h.shape
+        x = layer.input_layernorm(h)
+        q = attn.q_proj(x).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(b, n, self.n_kv, self.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(b, n, self.n_kv, self.head_dim).transpose(1, 2)
+        if hasattr(attn, "q_norm"):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        cos, sin = self.inner.rotary_emb(h, pos)
+        q, k = self._rope(q, k, cos, sin)
+        if k_buf is not None:
+            k_buf[:, :, write_at:write_at + n] = k
+            v_buf[:, :, write_at:write_at + n] = v
+            keys, values = k_buf[:, :, :write_at + n], v_buf[:, :, :write_at + n]
+        else:
+            keys, values = k, v
+        if self.n_kv != self.n_heads:
+            rep = self.n_heads // self.n_kv
+            keys = keys.repeat_interleave(rep, dim=1)
+            values = values.repeat_interleave(rep, dim=1)
+        out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        out = attn.o_proj(out.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim))
+        h = h + out
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        return h, k, v
+
+    def head(self, h: Any) -> Any:
+        return self.model.lm_head(self.inner.norm(h))
+
+
+# ---------------------------------------------------------------------------------------------------- sequences
+@dataclass
+class _Seq:
+    """One episode's token context and the cache of the part already computed."""
+
+    ids: list[int] = field(default_factory=list)          # the whole context so far (prompt + sampled + tool ids)
+    cached: int = 0                                        # ids[:cached] have K/V in `keys`/`values`
+    keys: list[Any] = field(default_factory=list)          # per layer [n_kv, cached, head_dim]
+    values: list[Any] = field(default_factory=list)
+    hidden: list[Any] = field(default_factory=list)        # captured hidden states entering the capture layer
+    version: int = -1                                      # weights version the cache was computed under
+
+
+@dataclass
+class _Request:
+    seq: _Seq
+    max_new_tokens: int
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+class BatchedGenerator:
+    """Serves generation requests of many episodes in batched rounds (see the module docstring)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, temperature: float = 1.0, top_p: float = 1.0,
+                 seed: int = 0, max_batch: int = 64, batch_wait_s: float = 0.01, stop_ids: list[int] | None = None,
+                 stop_texts: tuple[str, ...] = ("</tool_call>", "</answer>")) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model
+        self.tok = tokenizer
+        self.runner = LlamaRunner(model)
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_batch = int(max_batch)
+        self.batch_wait_s = float(batch_wait_s)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        self.stop_ids = set(stop_ids or [])
+        self.stop_texts = stop_texts
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        #: bump after every optimizer step: caches computed under older weights are recomputed
+        self.version = 0
+        #: index of the layer whose input hidden states are captured for the trainer (None: no capture)
+        self.capture_layer: int | None = None
+        self._pending: list[_Request] = []
+        self._lock = threading.Lock()
+        self._kick: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._prefix: _Seq | None = None
+        self.stats = {"rounds": 0, "generated_tokens": 0, "prefill_tokens": 0, "prefix_reused_tokens": 0,
+                      "generate_s": 0.0}
+
+    # ------------------------------------------------------------------ shared prefix
+    def set_prefix(self, ids: list[int]) -> None:
+        """Declare the prompt prefix every episode shares; its cache is computed once per weights version."""
+        self._prefix = _Seq(ids=list(ids))
+
+    def new_seq(self, ids: list[int]) -> _Seq:
+        seq = _Seq(ids=list(ids))
+        p = self._prefix
+        if p is not None and len(ids) > len(p.ids) and ids[: len(p.ids)] == p.ids:
+            if p.version != self.version or p.cached != len(p.ids):
+                p.keys, p.values, p.hidden, p.cached = [], [], [], 0
+                self._compute([p])
+            seq.keys, seq.values = list(p.keys), list(p.values)
+            seq.hidden = list(p.hidden)
+            seq.cached, seq.version = p.cached, p.version
+            self.stats["prefix_reused_tokens"] += p.cached
+        return seq
+
+    # ------------------------------------------------------------------ async API
+    async def generate(self, seq: _Seq, max_new_tokens: int) -> tuple[list[int], list[float], str]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        with self._lock:
+            self._pending.append(_Request(seq, max_new_tokens, fut, loop))
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._kick = asyncio.Event()
+            self._task = loop.create_task(self._serve())
+        self._kick.set()
+        return await fut
+
+    async def _serve(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            # let other episodes finish their environment steps and join this round
+            waited = 0.0
+            while waited < self.batch_wait_s and len(self._pending) < self.max_batch:
+                await asyncio.sleep(0.002)
+                waited += 0.002
+            with self._lock:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
+            if not batch:
+                continue
+            try:
+                await asyncio.to_thread(self._round, batch)
+            except Exception as exc:  # noqa: BLE001 - every waiting episode gets the error, the server lives
+                for r in batch:
+                    if not r.future.done():
+                        r.loop.call_soon_threadsafe(_set_exc, r.future, exc)
+            if self._pending:
+                self._kick.set()
+
+    # ------------------------------------------------------------------ the round (worker thread)
+    def _round(self, batch: list[_Request]) -> None:
+        torch = self.torch
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            stale = [r.seq for r in batch if r.seq.version != self.version]
+            for s in stale:  # weights changed since this cache was computed: recompute from scratch
+                s.keys, s.values, s.hidden, s.cached = [], [], [], 0
+            self._decode(batch)
+        self.stats["rounds"] += 1
+        self.stats["generate_s"] += time.perf_counter() - t0
+
+    def _compute(self, seqs: list[_Seq]) -> None:
+        """Prefill ``seqs`` without sampling (the shared prefix)."""
+        with self.torch.no_grad():
+            _, bufs = self._prefill(seqs, extra=0)
+            self._store(seqs, bufs)
+
+    def _prefill(self, seqs: list[_Seq], *, extra: int) -> tuple[Any, Any]:
+        """Compute the uncached tokens of every sequence in one padded batch: the cached K/V of each sequence sit
+        left-padded in the buffers, its new tokens right-aligned after them; ``extra`` free slots follow for
+        decoding. Returns (last hidden state of each sequence, (k_bufs, v_bufs, valid, length))."""
+        torch = self.torch
+        r = self.runner
+        b = len(seqs)
+        cached = [s.cached for s in seqs]
+        new = [len(s.ids) - s.cached for s in seqs]
+        if min(new) < 1:
+            raise RuntimeError("a sequence has nothing new to compute")
+        c_max, n_max = max(cached), max(new)
+        total = c_max + n_max + extra
+        dtype = next(self.model.parameters()).dtype
+        k_bufs = [torch.zeros(b, r.n_kv, total, r.head_dim, dtype=dtype) for _ in range(r.n_layers)]
+        v_bufs = [torch.zeros(b, r.n_kv, total, r.head_dim, dtype=dtype) for _ in range(r.n_layers)]
+        valid = torch.zeros(b, total, dtype=torch.bool)
+        ids = torch.full((b, n_max), self.pad_id, dtype=torch.long)
+        pos = torch.zeros(b, n_max, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            c, n = cached[i], new[i]
+            if c:
+                for layer in range(r.n_layers):
+                    k_bufs[layer][i, :, c_max - c:c_max] = s.keys[layer]
+                    v_bufs[layer][i, :, c_max - c:c_max] = s.values[layer]
+                valid[i, c_max - c:c_max] = True
+            ids[i, n_max - n:] = torch.tensor(s.ids[c:], dtype=torch.long)
+            pos[i, n_max - n:] = torch.arange(c, c + n)
+            valid[i, c_max + n_max - n:c_max + n_max] = True
+        q_idx = torch.arange(c_max, c_max + n_max)
+        k_idx = torch.arange(c_max + n_max)
+        mask = valid[:, None, :c_max + n_max] & (k_idx[None, None, :] <= q_idx[None, :, None])
+        mask = mask | (k_idx[None, None, :] == q_idx[None, :, None])  # pads attend to themselves (no NaN rows)
+        h = r.embed(ids)
+        for layer in range(r.n_layers):
+            if layer == self.capture_layer:
+                for i, s in enumerate(seqs):
+                    s.hidden.append(h[i, n_max - new[i]:].clone())
+            h, _, _ = r.layer(layer, h, pos, mask[:, None], k_bufs[layer], v_bufs[layer], write_at=c_max,
+                              past_len=c_max)
+        for i, s in enumerate(seqs):
+            s.version = self.version
+        self.stats["prefill_tokens"] += sum(new)
+        return h[:, -1], (k_bufs, v_bufs, valid, c_max + n_max)
+
+    def _store(self, seqs: list[_Seq], bufs: Any) -> None:
+        """Keep each sequence's real cache positions (drop the padding) after a round."""
+        k_bufs, v_bufs, valid, length = bufs
+        for i, s in enumerate(seqs):
+            sel = valid[i, :length].nonzero()[:, 0]
+            s.keys = [k[i][:, sel] for k in k_bufs]
+            s.values = [v[i][:, sel] for v in v_bufs]
+            s.cached = int(sel.numel())
+
+    def _sample(self, logits: Any) -> tuple[Any, Any]:
+        torch = self.torch
+        logits = logits.float()
+        if self.temperature <= 0:
+            logp = torch.log_softmax(logits, -1)
+            tok = logp.argmax(-1)
+            return tok, logp.gather(-1, tok[:, None])[:, 0]
+        logits = logits / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = logits.sort(-1, descending=True)
+            probs = sorted_logits.softmax(-1)
+            drop = probs.cumsum(-1) - probs > self.top_p
+            sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+        logp = torch.log_softmax(logits, -1)
+        tok = torch.multinomial(logp.exp(), 1, generator=self.gen)[:, 0]
+        return tok, logp.gather(-1, tok[:, None])[:, 0]
+
+    def _decode(self, batch: list[_Request]) -> None:
+        torch = self.torch
+        r = self.runner
+        seqs = [req.seq for req in batch]
+        steps = max(req.max_new_tokens for req in batch)
+        last, bufs = self._prefill(seqs, extra=steps)
+        k_bufs, v_bufs, valid, length = bufs
+        logits = r.head(last[:, None])[:, 0]
+        b = len(seqs)
+        out_ids: list[list[int]] = [[] for _ in range(b)]
+        out_lp: list[list[float]] = [[] for _ in range(b)]
+        active = [True] * b
+        n_ctx = [len(s.ids) for s in seqs]  # RoPE position of each sequence's first sampled token
+        hidden_steps: list[list[Any]] = [[] for _ in range(b)]
+        for step in range(steps):
+            tok, lp = self._sample(logits)
+            for i in range(b):
+                if not active[i]:
+                    continue
+                t = int(tok[i])
+                out_ids[i].append(t)
+                out_lp[i].append(float(lp[i]))
+                reason = ""
+                if t in self.stop_ids:
+                    reason = "stop"
+                elif len(out_ids[i]) >= batch[i].max_new_tokens:
+                    reason = "length"
+                if reason:  # hand the turn back now; its episode steps while the rest of the round decodes
+                    active[i] = False
+                    self._finish(batch[i], out_ids[i], out_lp[i], reason, hidden_steps[i])
+            if not any(active):
+                break
+            feed = torch.tensor([out_ids[i][-1] if active[i] else self.pad_id for i in range(b)])[:, None]
+            pos = torch.tensor([n_ctx[i] + len(out_ids[i]) - 1 for i in range(b)])[:, None]
+            valid[:, length] = torch.tensor(active)
+            mask = valid[:, None, None, :length + 1].clone()
+            mask[:, 0, 0, length] = True
+            h = r.embed(feed)
+            for layer in range(r.n_layers):
+                if layer == self.capture_layer:
+                    for i in range(b):
+                        if active[i]:
+                            hidden_steps[i].append(h[i, 0].clone())
+                h, _, _ = r.layer(layer, h, pos, mask, k_bufs[layer], v_bufs[layer], write_at=length,
+                                  past_len=length)
+            length += 1
+            logits = r.head(h)[:, 0]
+        self._store(seqs, (k_bufs, v_bufs, valid, length))
+
+    def _finish(self, req: _Request, ids: list[int], lps: list[float], reason: str, hidden: list[Any]) -> None:
+        seq = req.seq
+        # every sampled token but the last has its K/V in the cache; the last is computed with the next delta
+        seq.ids = seq.ids + ids  # (the round stores the cache of all but the last sampled token when it ends)
+        if hidden:
+            seq.hidden.append(self.torch.stack(hidden))
+        self.stats["generated_tokens"] += len(ids)
+        req.loop.call_soon_threadsafe(_set_result, req.future, (list(ids), list(lps), reason))
+
+
+def _set_result(fut: asyncio.Future, value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+def _set_exc(fut: asyncio.Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+# ---------------------------------------------------------------------------------------------------- the policy
+class HFPolicy(Policy):
+    """A transformers causal LM as a policy (see the module docstring).
+
+    Args:
+        model: Short name (``smollm2-135m``, ``tiny``), local path or hub id; or pass ``model_obj``/``tokenizer``.
+        temperature, top_p, max_new_tokens, seed, greedy: Sampling settings (recorded in every trajectory).
+        max_batch: Most sequences in one generation round.
+        dtype: ``float32`` (CPU default), ``bfloat16`` or ``float16``.
+    """
+
+    def __init__(self, model: str = "smollm2-135m", *, temperature: float = 1.0, top_p: float = 1.0,
+                 max_new_tokens: int = 128, seed: int = 0, greedy: bool = False, max_batch: int = 64,
+                 dtype: str = "float32", device: str | None = None, model_obj: Any = None, tokenizer: Any = None,
+                 batch_wait_s: float = 0.01) -> None:
+        problems = []
+        if not (isinstance(temperature, (int, float)) and temperature >= 0):
+            problems.append(f"temperature must be >= 0, got {temperature!r}")
+        if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+            problems.append(f"top_p must be in (0, 1], got {top_p!r}")
+        if not (isinstance(max_new_tokens, int) and max_new_tokens >= 1):
+            problems.append(f"max_new_tokens must be an int >= 1, got {max_new_tokens!r}")
+        if problems:
+            raise InvalidArgumentError("HFPolicy: " + "; ".join(problems) + ".")
+        if model_obj is None:
+            from .hf_models import load_model
+
+            model_obj, tokenizer = load_model(model, dtype=dtype, seed=seed, device=device)
+        elif tokenizer is None:
+            raise InvalidArgumentError("HFPolicy(model_obj=...) also needs tokenizer=.")
+        self.model = model_obj
+        self.tokenizer = tokenizer
+        self.model_name = model if isinstance(model, str) else type(model_obj).__name__
+        self.name = f"hf:{self.model_name}"
+        self.greedy = bool(greedy) or temperature == 0
+        self.temperature = 0.0 if self.greedy else float(temperature)
+        self.top_p = float(top_p)
+        self.max_new_tokens = int(max_new_tokens)
+        self.seed = int(seed)
+        end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+        stop_ids = [i for i in {tokenizer.eos_token_id, end} if i is not None]
+        self.generator = BatchedGenerator(model_obj, tokenizer, temperature=self.temperature, top_p=self.top_p,
+                                          seed=self.seed, max_batch=max_batch, batch_wait_s=batch_wait_s,
+                                          stop_ids=stop_ids)
+        self._trailer: str | None = None
+        self._prefix_key: str | None = None
+
+    def sampling_settings(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
+                "seed": self.seed, "greedy": self.greedy}
+
+    # ------------------------------------------------------------------ template helpers
+    def render(self, messages: list[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+        return self.tokenizer.apply_chat_template(_plain(messages), tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def initial_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        ids = self.encode(self.render(messages, add_generation_prompt=True))
+        key = messages[0].get("content", "") if messages and messages[0].get("role") == "system" else None
+        if key is not None and key != self._prefix_key:
+            sys_ids = self.encode(self.render(messages[:1], add_generation_prompt=False))
+            common = 0
+            for a, b in zip(sys_ids, ids):
+                if a != b:
+                    break
+                common += 1
+            if common >= 8:
+                self.generator.set_prefix(ids[:common])
+                self._prefix_key = key
+        return ids
+
+    def delta_ids(self, new_messages: list[dict[str, Any]], last_completion: list[int]) -> list[int]:
+        """Token ids the template adds after an assistant turn that ended with ``last_completion``: the rest of
+        that turn's closing text (when the model stopped on a stop string instead of the end-of-turn token), the
+        new messages, and the next generation prompt."""
+        base = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                {"role": "assistant", "content": "\x00A\x00"}]
+        a = self.render(base, add_generation_prompt=False)
+        b = self.render(base + list(new_messages), add_generation_prompt=True)
+        if not b.startswith(a):
+            raise InvalidArgumentError(
+                "the chat template is not prefix-stable (rendering more messages changed earlier text); token-exact "
+                "deltas need a template that appends. Fix: use a template without history rewriting.")
+        trailer = a[a.index("\x00A\x00") + 3:]
+        end_text = self.tokenizer.decode(last_completion[-1:], skip_special_tokens=False) if last_completion else ""
+        if end_text and trailer.startswith(end_text):
+            trailer = trailer[len(end_text):]
+        return self.encode(trailer + b[len(a):])
+
+    def episode(self, info: dict[str, Any], *, exclusive: bool = False) -> EpisodePolicy:
+        return _HFEpisode(self, info)
+
+
+def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"role": m.get("role", "user"), "content": m.get("content", "")} for m in messages]
+
+
+class _HFEpisode(EpisodePolicy):
+    def __init__(self, policy: HFPolicy, info: dict[str, Any]) -> None:
+        super().__init__(policy)
+        self.hf = policy
+        messages = info.get("messages") or []
+        self.n_messages = len(messages)
+        self.seq = policy.generator.new_seq(policy.initial_ids(messages))
+        self.last_completion: list[int] = []
+        self.turns = 0
+
+    async def aact(self, observation: str, info: dict[str, Any]) -> Action:
+        hf = self.hf
+        if self.turns > 0:
+            new = info.get("new_messages")
+            if new is None:
+                msgs = info.get("messages") or []
+                new = [m for m in msgs[self.n_messages:] if m.get("role") != "assistant"] or \
+                    [{"role": "tool", "content": observation}]
+            self.seq.ids = self.seq.ids + hf.delta_ids(list(new), self.last_completion)
+        self.n_messages = len(info.get("messages") or []) + 1
+        prompt = list(self.seq.ids)
+        ids, lps, reason = await hf.generator.generate(self.seq, hf.max_new_tokens)
+        self.last_completion = ids
+        self.turns += 1
+        text = hf.tokenizer.decode(ids, skip_special_tokens=True)
+        return Action(text=text, prompt_ids=prompt, completion_ids=ids, logprobs=lps, stop_reason=reason)
+
+    def close(self) -> None:
+        self.seq.keys, self.seq.values = [], []
