@@ -43,6 +43,8 @@ ENVS: tuple[EnvEntry, ...] = (
              "Aggregations over several entities that need computing (search and python)."),
     EnvEntry("DeepResearch-v0", "kimi_env.envs.world_qa:DeepResearchEnv",
              "Every tool and every task kind of the generated world, mixed and long-horizon."),
+    EnvEntry("ColorBox-v0", "kimi_env.envs.toy:ColorBoxEnv",
+             "Which color is in box k? One tool call and a copy: a tiny model learns it (trainer tests, smoke runs)."),
     EnvEntry("MathCode-v0", "kimi_env.envs.mathcode:MathCodeEnv",
              "Generated math and logic tasks checked by value, with the python sandbox tool."),
 )

@@ -414,8 +414,17 @@ class HFPolicy(Policy):
         self.generator = BatchedGenerator(model_obj, tokenizer, temperature=self.temperature, top_p=self.top_p,
                                           seed=self.seed, max_batch=max_batch, batch_wait_s=batch_wait_s,
                                           stop_ids=stop_ids)
-        self._trailer: str | None = None
         self._prefix_key: str | None = None
+        #: trunk activations of finished episodes, keyed by their token ids (read by the trainer)
+        self._captured: dict[int, Any] = {}
+
+    def captured_hidden(self, ids: list[int]) -> Any:
+        """The captured activations (entering ``generator.capture_layer``) of every position but the last of a
+        finished episode whose full token sequence is ``ids``, or None."""
+        return self._captured.pop(hash(tuple(ids)), None)
+
+    def clear_captured(self) -> None:
+        self._captured.clear()
 
     def sampling_settings(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
@@ -498,4 +507,11 @@ class _HFEpisode(EpisodePolicy):
         return Action(text=text, prompt_ids=prompt, completion_ids=ids, logprobs=lps, stop_reason=reason)
 
     def close(self) -> None:
-        self.seq.keys, self.seq.values = [], []
+        seq = self.seq
+        if self.hf.generator.capture_layer is not None and seq.hidden:
+            import torch
+
+            h = torch.cat(seq.hidden)
+            if h.shape[0] == len(seq.ids) - 1:
+                self.hf._captured[hash(tuple(seq.ids))] = h
+        seq.keys, seq.values, seq.hidden = [], [], []

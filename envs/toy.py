@@ -1,0 +1,89 @@
+"""``kimi_env/ColorBox-v0``: the smallest environment a tiny model can learn, for fast tests of the training
+mechanism (SFT, REINFORCE, gamma-decay, resume) and smoke runs (``kimi-env train --preset cpu-tiny``).
+
+Four boxes hold four colors in a fresh random order every episode; the question names a box. The ``open_box`` tool
+tells its color. Answering without opening is a 1-in-4 guess; opening the box and copying the color always wins.
+Optionally ``decoys`` adds boxes to open first (a longer correct solution), which lets a test see gamma-decay
+prefer the shorter one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kimi_env import InvalidArgumentError, Task, Tool, ToolEnv, ToolResult
+
+COLORS = ("red", "blue", "green", "yellow")
+
+
+class OpenBoxTool(Tool):
+    """Look inside one box."""
+
+    name = "open_box"
+
+    def __init__(self) -> None:
+        super().__init__(timeout=5.0)
+        self.boxes: dict[int, str] = {}
+
+    async def run(self, box: int) -> ToolResult:
+        """Open a box and see its color.
+
+        Args:
+            box: Box number, 1 to 4.
+        """
+        if box not in self.boxes:
+            return ToolResult.failure(f"there is no box {box}; boxes are numbered 1 to {len(self.boxes)}.")
+        return ToolResult.success(self.boxes[box])
+
+
+class ColorBoxEnv(ToolEnv):
+    """Which color is in box k? (see the module docstring)
+
+    Args:
+        **kwargs: Everything :class:`~kimi_env.ToolEnv` takes (``max_turns``, ``protocol``, ...).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_turns", 3)
+        super().__init__(**kwargs)
+
+    def _make_tools(self) -> list[Tool]:
+        self._box_tool = OpenBoxTool()
+        return [self._box_tool]
+
+    def _sample_task(self) -> Task:
+        rng = self.np_random
+        order = [COLORS[i] for i in rng.permutation(len(COLORS))]
+        box = int(rng.integers(1, len(COLORS) + 1))
+        self._box_tool.boxes = {i + 1: c for i, c in enumerate(order)}
+        return Task(id=f"box{box}-{''.join(c[0] for c in order)}", question=f"Which color is in box {box}?",
+                    answers=(order[box - 1],),
+                    metadata={"kind": "lookup", "hops": 1, "required_tools": ["open_box"], "boxes": order,
+                              "plan": [{"op": "open_box", "box": box}]})
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        obs, info = super().reset(seed=seed, options=options)
+        task = self.task
+        if task is not None and "boxes" in task.metadata:  # a posed task brings its own boxes
+            self._box_tool.boxes = {i + 1: c for i, c in enumerate(task.metadata["boxes"])}
+        elif task is not None:
+            raise InvalidArgumentError("ColorBox-v0 tasks need metadata['boxes'] (the four colors in box order).")
+        return obs, info
+
+
+class ColorBoxOracle:
+    """The scripted solution (open the named box, answer its color), used for the tiny model's demonstrations."""
+
+    name = "colorbox-oracle"
+
+    @staticmethod
+    def turn(observation: str, info: dict[str, Any]) -> str:
+        import json
+        import re
+
+        task = info.get("task") or {}
+        if info.get("num_turns", 0) == 0:
+            box = int(re.findall(r"box (\d+)", task.get("question", "box 1"))[0])
+            return '<tool_call>' + json.dumps({"name": "open_box", "arguments": {"box": box}}) + '</tool_call>'
+        colors = [c for c in COLORS if c in observation]
+        return f"<answer>{colors[0] if colors else 'red'}</answer>"

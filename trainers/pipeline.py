@@ -1,0 +1,476 @@
+"""The main job: cold start, RL, and an honest before/after on held-out tasks (``kimi-env train``).
+
+Stages (each logs one line to stderr with its wall time):
+
+1. **Tasks.** Training tasks from the environment's train split, held-out tasks from its test split (entities
+   disjoint from training), drawn once with the run's seed: ``eval_multi_hop`` distinct tasks of two or more hops
+   and ``eval_one_hop`` one-hop tasks.
+2. **Model.** ``config.model`` (``smollm2-135m`` offline on CPU).
+3. **SFT cold start** on the scripted oracle's successful training episodes (:mod:`trainers.sft`).
+4. **Evaluation before RL**: greedy decoding on every held-out task.
+5. **RL** with :class:`trainers.reinforce.ReinforceTrainer`.
+6. **Evaluation after RL** on the same tasks; with ``compare_no_discount`` a second RL run from the same SFT weights
+   with ``turn_discount=1.0`` and its own evaluation.
+7. **Report**: ``results.json`` (pass@1 with 95% Wilson intervals, McNemar's exact paired test, average turns of
+   successful episodes), ``report.md``, ``metrics.jsonl``, TensorBoard logs, ``learning_curve.png``, trajectories
+   for ``kimi-env view``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kimi_env.rollout import EpisodeJob, RolloutEngine, summarize, wilson_interval
+from kimi_env.trajectory import TrajectoryWriter
+
+from .config import ReinforceConfig
+
+
+def _log(msg: str) -> None:
+    print(f"[kimi-env train] {msg}", file=sys.stderr, flush=True)
+
+
+def mcnemar_exact(before: list[bool], after: list[bool]) -> dict[str, Any]:
+    """McNemar's exact test (two-sided binomial on the discordant pairs) of paired outcomes.
+
+    >>> r = mcnemar_exact([False] * 10 + [True] * 5, [True] * 10 + [True] * 5)
+    >>> r["improved"], r["worsened"], round(r["p_value"], 4)
+    (10, 0, 0.002)
+    """
+    if len(before) != len(after):
+        raise ValueError("paired outcomes must have the same length")
+    b = sum(1 for x, y in zip(before, after) if not x and y)
+    c = sum(1 for x, y in zip(before, after) if x and not y)
+    n = b + c
+    if n == 0:
+        return {"improved": 0, "worsened": 0, "p_value": 1.0}
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return {"improved": b, "worsened": c, "p_value": min(1.0, 2 * tail)}
+
+
+def _proportion(flags: list[bool]) -> dict[str, Any]:
+    n = len(flags)
+    k = sum(flags)
+    lo, hi = wilson_interval(k, n)
+    return {"pass@1": round(k / n, 4) if n else None, "ci95": [round(lo, 4), round(hi, 4)], "episodes": n}
+
+
+def _mean_ci(values: list[float]) -> dict[str, Any]:
+    n = len(values)
+    if n == 0:
+        return {"mean": None, "ci95": [None, None], "n": 0}
+    m = sum(values) / n
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    half = 1.96 * sd / math.sqrt(n) if n > 1 else 0.0
+    return {"mean": round(m, 4), "ci95": [round(m - half, 4), round(m + half, 4)], "n": n}
+
+
+# ---------------------------------------------------------------------------------------------------- tasks
+def _make_env(cfg: ReinforceConfig, split: str | None) -> Any:
+    from kimi_env.registration import make
+
+    kwargs = dict(cfg.env_kwargs)
+    kwargs.setdefault("max_turns", cfg.max_turns)
+    kwargs.setdefault("format_penalty", cfg.format_penalty)
+    if split is not None and _has_splits(cfg):
+        kwargs["split"] = split
+        if cfg.kinds:
+            kwargs["kinds"] = list(cfg.kinds)
+    return make(cfg.env_id, **kwargs)
+
+
+def _has_splits(cfg: ReinforceConfig) -> bool:
+    import gymnasium as gym
+    import kimi_env  # noqa: F401 - registers
+
+    entry = gym.spec(cfg.env_id.split(":", 1)[-1]).entry_point
+    return "world_qa" in str(entry)
+
+
+def draw_tasks(cfg: ReinforceConfig) -> dict[str, list[Any]]:
+    """Training tasks and the held-out evaluation tasks (multi-hop and one-hop), drawn with the run's seed."""
+    rng = random.Random(cfg.seed)
+    if _has_splits(cfg):
+        out = {}
+        for split in ("train", "test"):
+            env = _make_env(cfg, split)
+            try:
+                pool = [t for t in env.unwrapped.task_pool if int(t.metadata.get("hops", 1)) <= cfg.max_hops]
+            finally:
+                env.close()
+            out[split] = pool
+        train = list(out["train"])
+        rng.shuffle(train)
+        multi = [t for t in out["test"] if int(t.metadata.get("hops", 1)) >= 2]
+        one = [t for t in out["test"] if int(t.metadata.get("hops", 1)) == 1]
+        rng.shuffle(multi)
+        rng.shuffle(one)
+        return {"train": train, "multi_hop": multi[: cfg.eval_multi_hop], "one_hop": one[: cfg.eval_one_hop]}
+    # environments without splits (toy): tasks from disjoint seed ranges
+    env = _make_env(cfg, None)
+    try:
+        def tasks(seeds: range) -> list[Any]:
+            got = {}
+            for s in seeds:
+                env.reset(seed=s)
+                t = env.unwrapped.task
+                got.setdefault(t.id, t)
+            return list(got.values())
+
+        train = tasks(range(10_000, 10_400))
+        test = [t for t in tasks(range(0, 400)) if t.id not in {x.id for x in train}]
+    finally:
+        env.close()
+    rng.shuffle(test)
+    return {"train": train, "multi_hop": [], "one_hop": test[: cfg.eval_one_hop]}
+
+
+# ---------------------------------------------------------------------------------------------------- pieces
+def demo_policy(cfg: ReinforceConfig) -> Any:
+    """The scripted policy whose successful episodes are the SFT demonstrations."""
+    from kimi_env.policies import FunctionPolicy, get_policy
+
+    if "ColorBox" in cfg.env_id:
+        from kimi_env.envs.toy import ColorBoxOracle
+
+        return FunctionPolicy(ColorBoxOracle.turn, name="colorbox-oracle")
+    return _ShortSearchOracle(get_policy("oracle"))
+
+
+class _ShortSearchOracle:
+    """The world oracle with 3 search results per query instead of 5 (shorter contexts to learn from on CPU)."""
+
+    def __init__(self, oracle: Any) -> None:
+        from kimi_env.policies import Policy
+
+        class _P(Policy):
+            name = "oracle-top3"
+
+            def reset(self, info: dict[str, Any]) -> None:
+                oracle.reset(info)
+
+            def act(self, observation: str, info: dict[str, Any]) -> str:
+                return oracle.act(observation, info).replace('"top_k": 5', '"top_k": 3')
+
+        self.policy = _P()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.policy, name)
+
+
+def play(cfg: ReinforceConfig, policy: Any, tasks: list[Any], *, split: str | None, out: Path | None = None,
+         label: str = "", seed: int = 0) -> list[Any]:
+    """Play every task once (greedy policies give pass@1) through the rollout engine."""
+    from tqdm import tqdm
+
+    if not tasks:
+        return []
+    bar = tqdm(total=len(tasks), desc=label, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+
+    def progress(_traj: Any, done: int, total: int) -> None:
+        bar.update(1)
+
+    engine = RolloutEngine(lambda: _make_env(cfg, split), policy, concurrency=min(cfg.concurrency, len(tasks)),
+                           out=out, progress=progress, max_steps=cfg.max_turns + 1)
+    try:
+        return engine.run([EpisodeJob(seed=seed + i, task=t.to_dict()) for i, t in enumerate(tasks)])
+    finally:
+        bar.close()
+
+
+def evaluate_heldout(cfg: ReinforceConfig, policy: Any, tasks: dict[str, list[Any]], run_dir: Path, tag: str
+                     ) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    for name in ("multi_hop", "one_hop"):
+        t0 = time.perf_counter()
+        trajs = play(cfg, policy, tasks[name], split="test", out=run_dir / f"eval_{tag}_{name}.jsonl",
+                     label=f"eval {tag} {name}")
+        by_id = {tr.task_id: tr for tr in trajs}
+        flags = [bool(by_id.get(t.id) is not None and by_id[t.id].success) for t in tasks[name]]
+        turns_ok = [float(by_id[t.id].num_turns) for t in tasks[name] if by_id.get(t.id) and by_id[t.id].success]
+        res[name] = {"flags": flags, "turns_success": turns_ok, "summary": summarize(trajs),
+                     "seconds": round(time.perf_counter() - t0, 1)}
+        if tasks[name]:
+            _log(f"eval {tag} {name}: pass@1 {sum(flags)}/{len(flags)} in {res[name]['seconds']} s")
+    return res
+
+
+class _StopOnSignal:
+    """Ctrl-C: finish the current RL step, checkpoint, then stop (a second Ctrl-C aborts)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        def handler(signum: int, frame: Any) -> None:
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            _log("Ctrl-C: stopping after this step (press again to abort)")
+
+        try:
+            signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            pass
+
+
+def _callbacks(stop: _StopOnSignal, run_dir: Path, trainer_ref: dict[str, Any], cfg: ReinforceConfig) -> list[Any]:
+    from transformers import TrainerCallback
+
+    metrics_path = run_dir / "metrics.jsonl"
+    samples_path = run_dir / "train_trajectories.jsonl"
+
+    class Progress(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            trainer = trainer_ref.get("trainer")
+            row = {"step": state.global_step, **{k: v for k, v in (logs or {}).items()}}
+            if trainer is not None and trainer.rollout_log:
+                row.update({f"rollout/{k}": v for k, v in trainer.rollout_log[-1].items()})
+            with metrics_path.open("a") as fh:
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            trainer = trainer_ref.get("trainer")
+            done, total = state.global_step, state.max_steps
+            el = time.perf_counter() - self.t0
+            eta = el / max(done, 1) * (total - done)
+            last = trainer.rollout_log[-1] if trainer is not None and trainer.rollout_log else {}
+            _log(f"RL step {done}/{total}: reward {last.get('reward', 0):.3f}, success {last.get('success_rate', 0):.3f}, "
+                 f"turns {last.get('avg_turns', 0):.2f}, mixed groups {last.get('mixed_groups', 0)}, "
+                 f"rollout {last.get('rollout_s', 0):.0f} s, ETA {eta / 60:.1f} min")
+            if trainer is not None and cfg.sample_trajectories:
+                with TrajectoryWriter(samples_path, append=True) as w:
+                    for tr in trainer.last_trajectories[: cfg.sample_trajectories]:
+                        w.write(tr)
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+
+    return [Progress()]
+
+
+def run_rl(cfg: ReinforceConfig, model: Any, tok: Any, train_tasks: list[Any], run_dir: Path,
+           resume: str | None = None, stop: _StopOnSignal | None = None) -> Any:
+    from .reinforce import ReinforceTrainer
+
+    stop = stop or _StopOnSignal()
+    ref: dict[str, Any] = {}
+    trainer = ReinforceTrainer(model, tok, cfg, train_tasks, env_fn=lambda: _make_env(cfg, "train"),
+                               callbacks=_callbacks(stop, run_dir, ref, cfg))
+    ref["trainer"] = trainer
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(run_dir / "final_model"))
+    return trainer
+
+
+def _plot(run_dir: Path, results: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        _log("matplotlib not installed: no learning_curve.png (pip install matplotlib)")
+        return
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()] \
+        if (run_dir / "metrics.jsonl").exists() else []
+    rows = [r for r in rows if "rollout/reward" in r]
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.6))
+    steps = [r["step"] for r in rows]
+    for ax, key, title in zip(axes[:4], ["rollout/reward", "rollout/avg_turns", "entropy", "rollout/generated_tokens_per_s"],
+                              ["train reward", "avg turns", "entropy", "generated tokens/s"]):
+        ax.plot(steps, [r.get(key) for r in rows], marker="o")
+        ax.set_title(title)
+        ax.set_xlabel("RL step")
+    ax = axes[4]
+    labels, vals, errs = [], [], []
+    for key in ("multi_hop_before", "multi_hop_after", "one_hop_before", "one_hop_after"):
+        v = results.get(key) or {}
+        if v.get("pass@1") is not None:
+            labels.append(key.replace("_", " "))
+            vals.append(v["pass@1"])
+            errs.append([[v["pass@1"] - v["ci95"][0]], [v["ci95"][1] - v["pass@1"]]])
+    for i, (v, e) in enumerate(zip(vals, errs)):
+        ax.bar(i, v, yerr=e, capsize=4)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, fontsize=7)
+    ax.set_title("held-out pass@1 (95% CI)")
+    fig.tight_layout()
+    fig.savefig(run_dir / "learning_curve.png", dpi=90)
+    plt.close(fig)
+
+
+def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> str:
+    def row(name: str, key: str) -> str:
+        b, a = results.get(f"{key}_before") or {}, results.get(f"{key}_after") or {}
+        if not b.get("episodes"):
+            return ""
+        return (f"| {name} | {b['episodes']} | {b['pass@1']:.3f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}] | "
+                f"{a['pass@1']:.3f} [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] |\n")
+
+    md = [f"# kimi-env run report\n\nCommand: `{command}`  \nSeed: {cfg.seed}  \nWall time: "
+          f"{results['wall_s'] / 60:.1f} min  \nEnvironment: `{cfg.env_id}`, model `{cfg.model}`\n\n"
+          "Held-out tasks come from the test split (entities never seen in training tasks); each is played once with "
+          "greedy decoding before RL (after the SFT cold start) and after RL.\n\n"
+          "| held-out tasks | episodes | pass@1 before RL (95% CI) | pass@1 after RL (95% CI) |\n|---|---|---|---|\n"]
+    md.append(row("multi-hop (2+ hops)", "multi_hop"))
+    md.append(row("one-hop", "one_hop"))
+    mc = results.get("mcnemar_multi_hop") or {}
+    if mc:
+        md.append(f"\nPaired test on multi-hop (McNemar, exact): {mc['improved']} tasks newly solved, "
+                  f"{mc['worsened']} newly failed, p = {results['p_value']:.4g}.\n")
+    mo = results.get("mcnemar_one_hop") or {}
+    if mo:
+        md.append(f"Paired test on one-hop: {mo['improved']} newly solved, {mo['worsened']} newly failed, "
+                  f"p = {mo['p_value']:.4g}.\n")
+    t1, t0 = results.get("avg_turns_success"), results.get("avg_turns_success_no_discount")
+    if t1 and t1.get("mean") is not None:
+        md.append(f"\nAverage turns of successful held-out episodes after RL with turn_discount={cfg.turn_discount}: "
+                  f"{t1['mean']:.3f} [{t1['ci95'][0]:.3f}, {t1['ci95'][1]:.3f}] (n={t1['n']})")
+        if t0 and t0.get("mean") is not None:
+            md.append(f"; with turn_discount=1.0 from the same start: {t0['mean']:.3f} "
+                      f"[{t0['ci95'][0]:.3f}, {t0['ci95'][1]:.3f}] (n={t0['n']}).")
+        md.append("\n")
+    md.append("\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results.get("stage_s", {}).items()) + "\n")
+    md.append("\nFiles: `results.json`, `metrics.jsonl`, `tensorboard/`, `learning_curve.png`, `eval_*.jsonl` and "
+              "`train_trajectories.jsonl` (open with `kimi-env view FILE --out report.html`), `config.json`.\n")
+    return "".join(md)
+
+
+def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi-env train") -> dict[str, Any]:
+    """The whole main job; returns the results dict (also written to ``results.json``)."""
+    import torch
+
+    start = time.perf_counter()
+    run_dir = Path(cfg.output_dir)
+    if resume:
+        run_dir = Path(resume)
+        saved = json.loads((run_dir / "config.json").read_text())
+        cfg = ReinforceConfig(**{**saved, "output_dir": str(run_dir)})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    stop = _StopOnSignal()
+    stop.install()
+    stage: dict[str, float] = {}
+
+    t = time.perf_counter()
+    tasks = draw_tasks(cfg)
+    stage["tasks"] = time.perf_counter() - t
+    _log(f"tasks: {len(tasks['train'])} train, {len(tasks['multi_hop'])} held-out multi-hop, "
+         f"{len(tasks['one_hop'])} held-out one-hop ({stage['tasks']:.0f} s)")
+
+    from kimi_env.policies.hf import HFPolicy
+    from kimi_env.policies.hf_models import load_model
+
+    t = time.perf_counter()
+    model, tok = load_model(cfg.model, dtype=cfg.dtype, seed=cfg.seed, device=None if cfg.device == "cpu" else cfg.device)
+    stage["model"] = time.perf_counter() - t
+    greedy = HFPolicy(model_obj=model, tokenizer=tok, greedy=True, max_new_tokens=cfg.max_new_tokens,
+                      max_batch=cfg.concurrency, model=cfg.model)
+    _log(f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
+         f"({stage['model']:.0f} s)")
+
+    sft_path = run_dir / "sft_model"
+    sft_info: dict[str, Any] = {}
+    if resume and sft_path.exists():
+        from transformers import AutoModelForCausalLM
+
+        model.load_state_dict(AutoModelForCausalLM.from_pretrained(sft_path).state_dict())
+    elif cfg.sft_steps:
+        from .sft import run_sft, save_demos
+
+        t = time.perf_counter()
+        trajs = play(cfg, demo_policy(cfg), tasks["train"][: cfg.sft_episodes], split="train", label="demos")
+        demos = [{"messages": tr.messages, "task_id": tr.task_id} for tr in trajs if tr.success]
+        save_demos(demos, run_dir / "demos.jsonl")
+        _log(f"demonstrations: {len(demos)} successful of {len(trajs)} oracle episodes")
+        sft_info = run_sft(model, tok, greedy, demos, steps=cfg.sft_steps, batch_size=cfg.sft_batch_size,
+                           learning_rate=cfg.sft_learning_rate, train_layers=cfg.sft_train_layers,
+                           output_dir=run_dir / "sft", seed=cfg.seed, device=cfg.device)
+        model.save_pretrained(sft_path)
+        tok.save_pretrained(sft_path)
+        stage["sft"] = time.perf_counter() - t
+        _log(f"SFT: {cfg.sft_steps} steps on {sft_info['tokens']} tokens, final loss {sft_info['final_loss']} "
+             f"({stage['sft']:.0f} s)")
+    sft_state = copy.deepcopy(model.state_dict()) if cfg.compare_no_discount else None
+
+    t = time.perf_counter()
+    greedy.generator.version += 1
+    before = evaluate_heldout(cfg, greedy, tasks, run_dir, "before")
+    stage["eval_before"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    ckpt = None
+    if resume:
+        cks = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        ckpt = str(cks[-1]) if cks else None
+    trainer = run_rl(cfg, model, tok, tasks["train"], run_dir, resume=ckpt, stop=stop)
+    stage["rl"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model.eval()
+    greedy.generator.version += 1
+    after = evaluate_heldout(cfg, greedy, tasks, run_dir, "after")
+    stage["eval_after"] = time.perf_counter() - t
+
+    no_discount = None
+    if cfg.compare_no_discount and sft_state is not None and not stop.requested:
+        t = time.perf_counter()
+        model.load_state_dict(sft_state)
+        cfg0 = cfg.replace(turn_discount=1.0, output_dir=str(run_dir / "no_discount"), save_steps=0)
+        Path(cfg0.output_dir).mkdir(parents=True, exist_ok=True)
+        run_rl(cfg0, model, tok, tasks["train"], Path(cfg0.output_dir), stop=stop)
+        model.eval()
+        greedy.generator.version += 1
+        no_discount = evaluate_heldout(cfg0, greedy, tasks, Path(cfg0.output_dir), "after")
+        stage["rl_no_discount"] = time.perf_counter() - t
+
+    results: dict[str, Any] = {
+        "multi_hop_before": _proportion(before["multi_hop"]["flags"]),
+        "multi_hop_after": _proportion(after["multi_hop"]["flags"]),
+        "one_hop_before": _proportion(before["one_hop"]["flags"]),
+        "one_hop_after": _proportion(after["one_hop"]["flags"]),
+        "seed": cfg.seed,
+        "command": command,
+        "config": cfg.to_dict(),
+        "sft": {k: v for k, v in sft_info.items() if k != "loss_history"},
+        "rl_steps": trainer.state.global_step,
+        "stopped_early": stop.requested,
+    }
+    mc = mcnemar_exact(before["multi_hop"]["flags"], after["multi_hop"]["flags"])
+    mo = mcnemar_exact(before["one_hop"]["flags"], after["one_hop"]["flags"])
+    results["mcnemar_multi_hop"], results["mcnemar_one_hop"] = mc, mo
+    results["p_value"] = mc["p_value"] if before["multi_hop"]["flags"] else mo["p_value"]
+    all_turns = after["multi_hop"]["turns_success"] + after["one_hop"]["turns_success"]
+    results["avg_turns_success"] = _mean_ci(all_turns)
+    results["avg_turns_success_before"] = _mean_ci(before["multi_hop"]["turns_success"] +
+                                                   before["one_hop"]["turns_success"])
+    if no_discount is not None:
+        results["avg_turns_success_no_discount"] = _mean_ci(no_discount["multi_hop"]["turns_success"] +
+                                                            no_discount["one_hop"]["turns_success"])
+        results["multi_hop_after_no_discount"] = _proportion(no_discount["multi_hop"]["flags"])
+        results["one_hop_after_no_discount"] = _proportion(no_discount["one_hop"]["flags"])
+    else:
+        results["avg_turns_success_no_discount"] = None
+    results["stage_s"] = {k: round(v, 1) for k, v in stage.items()}
+    results["wall_s"] = round(time.perf_counter() - start, 1)
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))
+    _plot(run_dir, results)
+    (run_dir / "report.md").write_text(_report_md(cfg, results, command))
+    _log(f"done in {results['wall_s'] / 60:.1f} min: {run_dir / 'report.md'}")
+    return results
