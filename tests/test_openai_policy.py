@@ -73,6 +73,8 @@ class ChatServer:
             return web.Response(status=500, text="internal error: out of memory")
         if model == "refuse":
             return web.json_response({"error": {"message": "tools are not supported by this server"}}, status=400)
+        if model == "huge":
+            return web.Response(text="x" * 3_000_000)
         if model == "garbage":
             return web.Response(text="<html>not an API</html>")
         if model == "long":
@@ -156,6 +158,8 @@ def test_client_errors_fail_at_once_with_the_fix(server):
     assert server.counts["refuse"] == 1
     with pytest.raises(OpenAIPolicyError, match="returned 200 but not JSON"):
         asyncio.run(OpenAIPolicy(server.base, "garbage").aact("", _info()))
+    with pytest.raises(OpenAIPolicyError, match="reply larger than 1,000,000 bytes"):
+        asyncio.run(OpenAIPolicy(server.base, "huge", max_reply_bytes=1_000_000).aact("", _info()))
     with pytest.raises(OpenAIPolicyError, match="connection failed"):
         asyncio.run(OpenAIPolicy("http://127.0.0.1:9/v1", "agent", retries=0).aact("", _info()))
     with pytest.raises(kimi_env.InvalidArgumentError, match="expected openai:<base url>#<model>"):

@@ -16,7 +16,7 @@ sent where, what came back and the fix; the rollout engine ends that episode wit
 
 Options (spec query string or keyword arguments): ``temperature``, ``top_p``, ``max_tokens``, ``seed``,
 ``timeout``, ``retries``, ``backoff``, ``native_tools`` (send ``tools``; default true), ``api_key`` (else the
-``OPENAI_API_KEY`` environment variable, if set). A ``finish_reason`` of ``"length"`` is reported as the turn's
+``OPENAI_API_KEY`` environment variable, if set), ``max_reply_bytes`` (8 MB: a larger reply is an error). A ``finish_reason`` of ``"length"`` is reported as the turn's
 ``stop_reason``, so the engine ends the episode under the token-budget rule.
 
 One short-lived HTTP session per request: the policy holds no connection between turns, so it works from any
@@ -139,7 +139,7 @@ class OpenAIPolicy(Policy):
     def __init__(self, base_url: str, model: str, *, temperature: float | None = None, top_p: float | None = None,
                  max_tokens: int | None = 512, seed: int | None = None, timeout: float = 120.0, retries: int = 2,
                  backoff: float = 0.5, max_backoff: float = 8.0, native_tools: bool = True,
-                 api_key: str | None = None, protocol: str = "auto") -> None:
+                 api_key: str | None = None, protocol: str = "auto", max_reply_bytes: int = 8_000_000) -> None:
         problems = []
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             problems.append(f"base url must start with http:// or https://, got {base_url!r}")
@@ -155,6 +155,8 @@ class OpenAIPolicy(Policy):
             problems.append(f"max_tokens must be an int >= 1 or None, got {max_tokens!r}")
         if protocol not in ("auto", "hermes", "xml"):
             problems.append(f"protocol must be 'auto', 'hermes' or 'xml', got {protocol!r}")
+        if not isinstance(max_reply_bytes, int) or max_reply_bytes < 1000:
+            problems.append(f"max_reply_bytes must be an int >= 1000, got {max_reply_bytes!r}")
         if problems:
             raise InvalidArgumentError("openai policy: " + "; ".join(problems) + ". Spec form: "
                                        "openai:http://127.0.0.1:8000/v1#<model>?temperature=0.7&timeout=60")
@@ -167,6 +169,7 @@ class OpenAIPolicy(Policy):
         self.backoff, self.max_backoff = float(backoff), float(max_backoff)
         self.native_tools = bool(native_tools)
         self.protocol = protocol
+        self.max_reply_bytes = max_reply_bytes
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._tools: list[dict[str, Any]] = []
         self._protocol: str | None = None
@@ -223,7 +226,7 @@ class OpenAIPolicy(Policy):
             try:
                 async with aiohttp.ClientSession(timeout=timeout) as session:
                     async with session.post(self.url, data=payload, headers=headers) as resp:
-                        text = await resp.text(errors="replace")
+                        text = await self._read_bounded(resp)
                         if resp.status == 200:
                             return self._decode(text)
                         last = f"HTTP {resp.status}: {_short(text)}"
@@ -246,6 +249,17 @@ class OpenAIPolicy(Policy):
             f"openai policy: POST {self.url} (model {self.model!r}) failed after {self.retries + 1} attempt(s); "
             f"last: {last}. Fix: check that the server is up and reachable, or raise timeout/retries "
             "(e.g. ?timeout=300&retries=4).")
+
+    async def _read_bounded(self, resp: Any) -> str:
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self.max_reply_bytes:
+                raise OpenAIPolicyError(
+                    f"openai policy: {self.url} sent a reply larger than {self.max_reply_bytes:,} bytes (HTTP "
+                    f"{resp.status}); expected one chat completion. Fix: lower max_tokens, or raise max_reply_bytes.")
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def _decode(self, text: str) -> dict[str, Any]:
         try:
