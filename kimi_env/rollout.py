@@ -40,7 +40,7 @@ from .policies.base import Action, Policy
 from .trajectory import Trajectory, TrajectoryWriter, TurnRecord
 
 __all__ = ["EpisodeJob", "RolloutEngine", "run_episode", "evaluate", "summarize", "wilson_interval",
-           "demonstration", "write_demonstrations", "pass_at_k"]
+           "demonstration", "write_demonstrations", "pass_at_k", "run_vector"]
 
 
 @dataclass(frozen=True)
@@ -190,6 +190,14 @@ def _is_append_only(traj: Trajectory) -> bool:
         if b.prompt_ids[: len(seen)] != seen:
             return False
     return True
+
+
+def run_vector(vec_env: Any, policy: Policy, episodes: int, **kwargs: Any) -> list[Trajectory]:
+    """Drive a Gymnasium vector environment (``SyncVectorEnv``/``AsyncVectorEnv``) until ``episodes`` episodes
+    finish; see :func:`kimi_env.vector.run_vector`."""
+    from .vector import run_vector as _run_vector
+
+    return _run_vector(vec_env, policy, episodes, **kwargs)
 
 
 def run_episode(
