@@ -72,7 +72,7 @@ def test_serve(tmp_path: Path) -> None:
     )
     try:
         line = proc.stdout.readline()
-        assert "Serving 1 pages" in line, line + proc.stderr.read()
+        assert "Serving 1 page of" in line, line + proc.stderr.read()
         base = line.split(" at ")[1].split("/ ")[0]
         deadline = time.time() + 10
         while True:

@@ -254,9 +254,10 @@ class BM25Index:
             loaded = cls._load(corpus, path, params)
             if loaded is not None:
                 return loaded
+        from ..errors import count  # noqa: PLC0415
         from ..progress import stage  # noqa: PLC0415
 
-        with stage(f"building the search index of {len(corpus)} documents (first use only, cached)"):
+        with stage(f"building the search index of {count(len(corpus), 'document')} (first use only, cached)"):
             return cls._build(corpus, path, params)
 
     @classmethod
