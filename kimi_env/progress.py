@@ -1,10 +1,10 @@
 """One line on stderr per first-run build stage (corpus, search index, task pool).
 
-The first world environment of a fresh cache builds its corpus, index and task pool (about 10 s on two cores for the
-default 2,000-page world); later processes read them from the cache in well under a second and print nothing.
+The first world environment of a fresh cache builds its corpus, index and task pool (about 20 s of CPU time on two
+cores for the default 2,000-page world); later processes read them from the cache in well under a second and print nothing.
 Each stage that really builds something writes one line to ``sys.stderr``::
 
-    kimi-env: building the search index of kimiwiki seed 0, 2000 pages (2003 documents; first use only, cached) ... done in 0.9 s
+    kimi-env: building the search index of 2006 documents (first use only, cached) ... done in 1.5 s
 
 Silence it with ``KIMI_ENV_PROGRESS=0`` in the environment or ``kimi_env.progress.enabled = False``. This module
 prints directly (no logging configuration), and only around work that takes seconds.
