@@ -1,8 +1,8 @@
 """One line on stderr per first-run build stage (corpus, search index, task pool).
 
 The first world environment of a fresh cache builds its corpus, index and task pool (about 20 s of CPU time on two
-cores for the default 2,000-page world); later processes read them from the cache in well under a second and print nothing.
-Each stage that really builds something writes one line to ``sys.stderr``::
+cores for the default 2,000-page world); later processes read them from the cache in well under a second and print
+nothing. Each stage that really builds something writes one line to ``sys.stderr``::
 
     kimi-env: building the search index of 2006 documents (first use only, cached) ... done in 1.5 s
 
