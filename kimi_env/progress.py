@@ -26,22 +26,33 @@ def _on() -> bool:
     return enabled and os.environ.get("KIMI_ENV_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+#: stages whose line is still open (a stage may run inside another: the task pool's oracle check builds an index)
+_open: list[dict] = []
+
+
 @contextlib.contextmanager
 def stage(what: str) -> Iterator[None]:
     """Write ``kimi-env: <what> ...`` to stderr, run the block, then end the line with ``done in N s`` (or
-    ``failed``). One line per stage; nothing when disabled."""
+    ``failed``). One line per stage; a stage that starts inside another ends the outer line first, and the outer
+    stage then reports on a line of its own. Nothing when disabled."""
     if not _on():
         yield
         return
     stream = sys.stderr
+    if _open and not _open[-1]["broken"]:
+        stream.write("\n")
+        _open[-1]["broken"] = True
     stream.write(f"kimi-env: {what} ... ")
     stream.flush()
+    entry = {"what": what, "broken": False}
+    _open.append(entry)
     start = time.perf_counter()
+    outcome = "failed"
     try:
         yield
-    except BaseException:
-        stream.write("failed\n")
+        outcome = f"done in {time.perf_counter() - start:.1f} s"
+    finally:
+        _open.remove(entry)
+        prefix = f"kimi-env: {what} ... " if entry["broken"] else ""
+        stream.write(f"{prefix}{outcome}\n")
         stream.flush()
-        raise
-    stream.write(f"done in {time.perf_counter() - start:.1f} s\n")
-    stream.flush()

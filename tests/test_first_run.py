@@ -56,3 +56,18 @@ def test_first_run_prints_one_line_per_stage_and_a_warm_run_prints_none(tmp_path
 def test_progress_can_be_silenced(tmp_path: Path) -> None:
     quiet = _run(tmp_path / "cache", KIMI_ENV_PROGRESS="0")
     assert _stage_lines(quiet.stderr) == [], quiet.stderr
+
+
+def test_a_stage_inside_a_stage_keeps_one_line_each(capsys, monkeypatch) -> None:
+    from kimi_env import progress
+
+    monkeypatch.delenv("KIMI_ENV_PROGRESS", raising=False)
+    with progress.stage("outer"):
+        with progress.stage("inner"):
+            pass
+    with progress.stage("plain"):
+        pass
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" ... ")[0] for line in lines] == ["kimi-env: outer", "kimi-env: inner", "kimi-env: outer",
+                                                          "kimi-env: plain"], lines
+    assert lines[0] == "kimi-env: outer ... " and all(" ... done in " in line for line in lines[1:])
