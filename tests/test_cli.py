@@ -203,3 +203,30 @@ def test_a_broken_plugin_does_not_break_the_other_commands(monkeypatch, capsys) 
     code, out, err = run_cli(["envs"], capsys)
     assert code == 0 and "kimi_env/Calculator-v0" in out
     assert "warning: the command plugin 'no_such_plugin_module_zz' failed to load" in err
+
+
+HELLO = '''
+def register(subparsers):
+    p = subparsers.add_parser("hello", help="say hello")
+    p.add_argument("--name", default="world", help="whom to greet")
+    p.add_argument("--times", type=int, default=1)
+    p.set_defaults(func=lambda args: print(" ".join([f"hello {args.name}"] * args.times)) or 0)
+'''
+
+
+def test_a_package_adds_a_command_through_the_entry_point_group(tmp_path: Path) -> None:
+    """The mechanism kimi_env/cli.py documents: a module with register(subparsers), declared under the
+    "kimi_env.cli" entry-point group of an installed distribution (here a real .dist-info on PYTHONPATH)."""
+    (tmp_path / "hello_cmd.py").write_text(HELLO)
+    info = tmp_path / "hello_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: hello-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[kimi_env.cli]\nhello = hello_cmd\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = run_subprocess(["hello", "--name", "kimi", "--times", "2"], env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "hello kimi hello kimi", proc.stderr
+    proc = run_subprocess(["hello", "--help"], env=env)
+    flat = " ".join(proc.stdout.split())
+    assert "whom to greet (default: world)" in flat and "--times TIMES (default: 1)" in flat, proc.stdout
+    proc = run_subprocess(["hello", "--times", "x"], env=env)      # the plugin's usage errors follow the convention
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1].startswith("kimi-env: error: argument --times")
