@@ -32,6 +32,8 @@ class MathCodeEnv(ToolEnv):
             raise unknown_name("split", str(split), SPLITS)
         self.split = split
         by_name = {f.name: f for f in FAMILIES}
+        if isinstance(families, str):  # "primes" or "primes,calendar" (the command line's comma form)
+            families = [f.strip() for f in families.split(",") if f.strip()]
         if families is not None:
             for name in families:
                 if name not in by_name:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from kimi_env import Task, Tool, ToolEnv, load_tasks
 from kimi_env.errors import InvalidArgumentError, unknown_name
+from kimi_env.progress import stage
 from kimi_env.tasks import SPLITS, save_tasks
 
 _LOCK = threading.Lock()
@@ -89,13 +90,16 @@ def _get_task_pool(seed: int, pages: int, n: int, task_seed: int, verify: bool, 
     with _LOCK:
         if path.is_file():
             return tuple(load_tasks(path))
-        tasks, _report = build_tasks(world, n, seed=task_seed, solvable=OracleSolvable(world) if verify else None,
-                                     log=lambda *a, **k: None)
+        what = f"synthesizing {n} tasks{' and checking each with the oracle' if verify else ''}"
+        with stage(f"{what} (first use only, cached)"):
+            tasks, _report = build_tasks(world, n, seed=task_seed, solvable=OracleSolvable(world) if verify else None,
+                                         log=lambda *a, **k: None)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         save_tasks(tasks, tmp)
         tmp.replace(path)
-        return tuple(tasks)
+        # read back what a warm cache returns, so a cold and a warm start give identical tasks (metadata key order)
+        return tuple(load_tasks(path))
 
 
 class WorldQAEnv(ToolEnv):
@@ -160,6 +164,8 @@ class WorldQAEnv(ToolEnv):
         else:
             from kimi_env.world.synth import KINDS
 
+            if isinstance(kinds, str):  # "lookup" or "lookup,set" (the command line's comma form)
+                kinds = [k.strip() for k in kinds.split(",") if k.strip()]
             if kinds is not None:
                 for k in kinds:
                     if k not in KINDS:

@@ -46,9 +46,31 @@ def suggest(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def plural(word: str) -> str:
+    """The English plural of a noun (of a phrase's last word): enough for the nouns of our messages.
+
+    >>> [plural(w) for w in ("policy", "task family", "match", "document", "day", "index")]
+    ['policies', 'task families', 'matches', 'documents', 'days', 'indexes']
+    """
+    if word.endswith("y") and word[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return word[:-1] + "ies"
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return word + "es"
+    return word + "s"
+
+
+def count(n: int, word: str) -> str:
+    """``"1 document"``, ``"2 documents"``, ``"0 policies"``.
+
+    >>> count(1, "match"), count(3, "match")
+    ('1 match', '3 matches')
+    """
+    return f"{n} {word if n == 1 else plural(word)}"
+
+
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UnknownNameError:
     """Build an :class:`UnknownNameError` that lists the valid names and suggests the closest."""
     choices = sorted(choices)
     return UnknownNameError(
-        f"Unknown {kind} {name!r}.{suggest(name, choices)} Valid {kind}s: {', '.join(choices) or '(none)'}."
+        f"Unknown {kind} {name!r}.{suggest(name, choices)} Valid {plural(kind)}: {', '.join(choices) or '(none)'}."
     )

@@ -268,7 +268,15 @@ class XMLTagProtocol(Protocol):
             if tag not in by_name and tag not in ("answer", "think", "information")
         ]
         if unknown and not parsed.tool_calls and parsed.answer is None:
-            parsed.errors.append(FormatError("unknown_tool", str(unknown_name("tool", unknown[0], by_name))))
+            message = str(unknown_name("tool", unknown[0], by_name))
+            if unknown[0] == "tool_call":  # a Hermes-style call under this protocol: say which protocol this is
+                tool = next(iter(by_name), "tool")
+                message = (
+                    f"<tool_call> is the hermes protocol's tag; this environment uses the xml protocol, where each "
+                    f"tool is its own tag. Fix: write <{tool}>...</{tool}> (the body is the first argument, or a JSON "
+                    f"object of arguments). Tools: {', '.join(sorted(by_name)) or '(none)'}."
+                )
+            parsed.errors.append(FormatError("unknown_tool", message))
         return self._finish(parsed, text)
 
     def _call(self, tool: Tool, body: str, i: int) -> ToolCall:

@@ -132,7 +132,12 @@ def load_tasks(source: str | Path | Iterable[Mapping[str, Any]] | Any) -> list[T
                         raise InvalidArgumentError(f"expected a JSON object, got {type(row).__name__}")
                     tasks.append(Task.from_dict(row, default_id=f"{path.stem}-{lineno}"))
                 except (ValueError, InvalidArgumentError) as exc:
-                    raise InvalidArgumentError(f"{path}:{lineno}: bad task row: {exc}") from exc
+                    fix = "" if "Fix:" in str(exc) else (
+                        " Fix: write each line as one JSON object, e.g. "
+                        '{"question": "Who founded Traan Bank?", "answers": ["Zoryve Dashell"]}.'
+                    )
+                    text = str(exc).rstrip(".")
+                    raise InvalidArgumentError(f"{path}:{lineno}: bad task row: {text}.{fix}") from exc
         return tasks
     out = []
     for i, row in enumerate(_iter_rows(source)):

@@ -88,7 +88,7 @@ def test_paging(tool: BrowseTool) -> None:
 
 def test_find(tool: BrowseTool) -> None:
     r = tool.call(url="https://kimiwiki.test/wiki/Long", find="secret   PHRASE")
-    assert r.ok and 'Found 1 matches for "secret   PHRASE"' in r.content and "blue pelican" in r.content
+    assert r.ok and 'Found 1 match for "secret   PHRASE"' in r.content and "blue pelican" in r.content
     assert "[match 1, page " in r.content and r.meta["urls"] == ["https://kimiwiki.test/wiki/Long"]
     r = tool.call(find="number 70")
     assert "Found 3 matches" in r.content  # "number 70", "number 700" and "number 707"

@@ -36,7 +36,7 @@ def test_import_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     src.write_text(json.dumps({"url": "https://a.test/x", "title": "X", "text": "hello world"}) + "\n")
     assert _run(["corpus", "import", str(src), "--out", str(tmp_path / "c"), "--index"]) == 0
     out = capsys.readouterr().out
-    assert "Wrote 1 documents" in out and "Search index at" in out
+    assert "Wrote 1 document to" in out and "Search index at" in out
     assert Corpus.open(tmp_path / "c").get("https://a.test/x").text == "hello world"
     assert _run(["corpus", "info", str(tmp_path / "c")]) == 0
     assert '"count": 1' in capsys.readouterr().out
@@ -72,7 +72,7 @@ def test_serve(tmp_path: Path) -> None:
     )
     try:
         line = proc.stdout.readline()
-        assert "Serving 1 pages" in line, line + proc.stderr.read()
+        assert "Serving 1 page of" in line, line + proc.stderr.read()
         base = line.split(" at ")[1].split("/ ")[0]
         deadline = time.time() + 10
         while True:

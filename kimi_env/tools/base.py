@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -207,6 +208,12 @@ class FunctionTool(Tool):
     def __init__(self, fn: Callable, *, name: str | None = None, description: str | None = None, **kwargs: Any):
         self._fn = fn
         self.name = name or fn.__name__  # type: ignore[misc]
+        if description is None and not (inspect.getdoc(fn) or "").strip():
+            raise ToolDefinitionError(
+                f"function_tool {self.name!r}: the function has no docstring, so the agent would be shown a tool "
+                "without a description. Fix: give it a Google-style docstring (a summary line, then Args: with one "
+                "line per parameter), or pass description='...'."
+            )
         self.description = description  # type: ignore[misc]
         super().__init__(**kwargs)
 
@@ -218,9 +225,12 @@ class FunctionTool(Tool):
             out = await self._fn(**arguments)
         else:
             out = await asyncio.to_thread(self._fn, **arguments)
-        if isinstance(out, ToolResult):
+        if isinstance(out, (ToolResult, str)):
             return out
-        return out if isinstance(out, str) else str(out)
+        try:  # dicts, lists, numbers: JSON, which an agent reads (and writes) better than a Python repr
+            return json.dumps(out, ensure_ascii=False)
+        except (TypeError, ValueError):
+            return str(out)
 
 
 def function_tool(fn: Callable | None = None, *, name: str | None = None, **kwargs: Any) -> Any:

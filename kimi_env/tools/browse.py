@@ -309,7 +309,8 @@ class BrowseTool(Tool):
             return f'{head}\n\nNo match for "{needle}" on this page ({len(doc.pages)} page(s)). Try a shorter phrase.'
         more = "+" if len(matches) > 200 else ""
         shown = matches[: self.max_find_results]
-        lines = [f'{head}\n\nFound {len(matches)}{more} matches for "{needle}" (showing {len(shown)}):']
+        noun = "match" if len(matches) == 1 else "matches"
+        lines = [f'{head}\n\nFound {len(matches)}{more} {noun} for "{needle}" (showing {len(shown)}):']
         ctx = self.find_context_chars
         for i, m in enumerate(shown, 1):
             page_no = sum(1 for st in starts if st <= m.start())

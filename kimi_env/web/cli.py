@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -47,6 +48,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .corpus import Corpus  # noqa: PLC0415
     from .importers import import_path  # noqa: PLC0415
 
+    if not args.overwrite and (Path(args.out).expanduser() / "manifest.json").exists():
+        from ..cli import UsageError  # noqa: PLC0415
+
+        raise UsageError(
+            f"{args.out} already holds a corpus. Fix: add --overwrite to replace it, or choose another --out."
+        )
     start = time.perf_counter()
     try:
         corpus = Corpus.build(
@@ -57,10 +64,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
             on_duplicate=args.on_duplicate,
         )
     except OSError as exc:  # errors of ours (CorpusError, ...) are printed by kimi_env.cli.main
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"kimi-env: error: {exc}", file=sys.stderr)
         return 2
     print(
-        f"Wrote {len(corpus)} documents to {corpus.path} (content hash {corpus.content_hash[:16]}) "
+        f"Wrote {len(corpus)} document{'' if len(corpus) == 1 else 's'} to {corpus.path} "
+        f"(content hash {corpus.content_hash[:16]}) "
         f"in {time.perf_counter() - start:.1f} s."
     )
     if args.index:
@@ -88,6 +96,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         serve(corpus, host=args.host, port=args.port)
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port} ({exc}). Fix: choose another --port.", file=sys.stderr)
+        print(f"kimi-env: error: cannot listen on {args.host}:{args.port} ({exc}). Fix: choose another --port.",
+              file=sys.stderr)
         return 2
     return 0

@@ -254,7 +254,11 @@ class BM25Index:
             loaded = cls._load(corpus, path, params)
             if loaded is not None:
                 return loaded
-        return cls._build(corpus, path, params)
+        from ..errors import count  # noqa: PLC0415
+        from ..progress import stage  # noqa: PLC0415
+
+        with stage(f"building the search index of {count(len(corpus), 'document')} (first use only, cached)"):
+            return cls._build(corpus, path, params)
 
     @classmethod
     def _load(cls, corpus: Corpus, path: Path, params: dict) -> BM25Index | None:

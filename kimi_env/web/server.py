@@ -261,7 +261,7 @@ def serve(corpus: Corpus | str | os.PathLike, *, host: str = "127.0.0.1", port: 
     async def main() -> None:
         running = await _start(corpus, host, port)
         print(
-            f"Serving {len(corpus)} pages of {corpus.path} at http://{host}:{running.port}/ "
+            f"Serving {len(corpus)} page{'' if len(corpus) == 1 else 's'} of {corpus.path} at http://{host}:{running.port}/ "
             f"(pages: /page?url=..., search: /search?q=...). Ctrl-C stops.",
             flush=True,
         )

@@ -25,6 +25,7 @@ _LOCK = threading.Lock()
 
 def world_corpus(world: Any, cache_dir: str | os.PathLike | None = None) -> Any:
     """The world's pages as an on-disk :class:`~kimi_env.web.corpus.Corpus`, built once per world fingerprint."""
+    from ..progress import stage
     from ..web.corpus import Corpus, cache_root
 
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "worlds"
@@ -35,7 +36,8 @@ def world_corpus(world: Any, cache_dir: str | os.PathLike | None = None) -> Any:
         # Build privately, then move into place; when several processes race, the first rename wins and the
         # others open its result (a built corpus is never replaced under a reader).
         private = root / f".building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        Corpus.build(world.documents(), private, name=f"kimiwiki seed {world.seed}, {world.n_pages} pages")
+        with stage(f"building the corpus of world seed {world.seed} ({world.n_pages} pages; first use only, cached)"):
+            Corpus.build(world.documents(), private, name=f"kimiwiki seed {world.seed}, {world.n_pages} pages")
         try:
             os.rename(private, out)
         except OSError:
