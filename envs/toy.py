@@ -1,8 +1,8 @@
 """``kimi_env/ColorBox-v0``: the smallest environment a tiny model can learn, for fast tests of the training
 mechanism (SFT, REINFORCE, gamma-decay, resume) and smoke runs (``kimi-env train --preset cpu-tiny``).
 
-Four boxes hold four colors in a fresh random order every episode; the question names a box. The ``open_box`` tool
-tells its color. Answering without opening is a 1-in-4 guess; opening the box and copying the color always wins.
+Four boxes hold four of eight colors, drawn afresh every episode (6,720 distinct tasks); the question names a box. The ``open_box`` tool
+tells its color. Answering without opening is a 1-in-8 guess; opening the box and copying the color always wins.
 Optionally ``decoys`` adds boxes to open first (a longer correct solution), which lets a test see gamma-decay
 prefer the shorter one.
 """
@@ -13,7 +13,8 @@ from typing import Any
 
 from kimi_env import InvalidArgumentError, Task, Tool, ToolEnv, ToolResult
 
-COLORS = ("red", "blue", "green", "yellow")
+COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
+BOXES = 4
 
 
 class OpenBoxTool(Tool):
@@ -53,10 +54,10 @@ class ColorBoxEnv(ToolEnv):
 
     def _sample_task(self) -> Task:
         rng = self.np_random
-        order = [COLORS[i] for i in rng.permutation(len(COLORS))]
-        box = int(rng.integers(1, len(COLORS) + 1))
+        order = [COLORS[int(i)] for i in rng.choice(len(COLORS), BOXES, replace=False)]
+        box = int(rng.integers(1, BOXES + 1))
         self._box_tool.boxes = {i + 1: c for i, c in enumerate(order)}
-        return Task(id=f"box{box}-{''.join(c[0] for c in order)}", question=f"Which color is in box {box}?",
+        return Task(id=f"box{box}-{'-'.join(order)}", question=f"Which color is in box {box}?",
                     answers=(order[box - 1],),
                     metadata={"kind": "lookup", "hops": 1, "required_tools": ["open_box"], "boxes": order,
                               "plan": [{"op": "open_box", "box": box}]})
@@ -84,6 +85,8 @@ class ColorBoxOracle:
         task = info.get("task") or {}
         if info.get("num_turns", 0) == 0:
             box = int(re.findall(r"box (\d+)", task.get("question", "box 1"))[0])
+            if "<open_box>" in observation:  # the XML-tag protocol
+                return "<open_box>" + json.dumps({"box": box}) + "</open_box>"
             return '<tool_call>' + json.dumps({"name": "open_box", "arguments": {"box": box}}) + '</tool_call>'
         colors = [c for c in COLORS if c in observation]
         return f"<answer>{colors[0] if colors else 'red'}</answer>"

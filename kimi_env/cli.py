@@ -232,16 +232,76 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from .policies import get_policy
-    from .rollout import evaluate
+def eval_jobs(env: Any, episodes: int, samples: int, seed: int) -> tuple[list[Any], str]:
+    """The episodes ``kimi-env eval`` plays and a sentence saying how they were drawn. A finite task set is covered
+    without replacement (a seeded shuffle, cycled only when more episodes than tasks are asked for), each task
+    ``samples`` times in a row; environments that generate tasks use seeds ``seed .. seed + n - 1``."""
+    import random
 
-    env = make_env(args.env_id, args.env_arg, args.split)
+    from .rollout import EpisodeJob
+
+    base = env.unwrapped
+    pool = getattr(base, "task_pool", None)
+    n_tasks = -(-episodes // samples)
+    if pool:
+        order = list(range(len(pool)))
+        rng = random.Random(seed)
+        picked: list[int] = []
+        while len(picked) < n_tasks:
+            rng.shuffle(order)
+            picked += order[: n_tasks - len(picked)]
+        jobs = [EpisodeJob(seed=seed + i * samples + k, task=pool[j], group=i)
+                for i, j in enumerate(picked) for k in range(samples)][:episodes]
+        split = getattr(base, "split", None)
+        how = (f"{len(set(picked))} distinct tasks of {len(pool)} in the {split or 'whole'} task set, drawn without "
+               f"replacement (seed {seed})" + (f", {samples} samples each" if samples > 1 else ""))
+        if n_tasks > len(pool):
+            how += f"; more episodes than tasks, so the set was cycled ({n_tasks} draws)"
+        return jobs, how
+    jobs = [EpisodeJob(seed=seed + i // samples, group=i // samples) for i in range(episodes)]
+    return jobs, (f"tasks generated from seeds {seed}..{seed + n_tasks - 1}"
+                  + (f", {samples} samples each" if samples > 1 else ""))
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import time
+
+    from .policies import get_policy
+    from .rollout import RolloutEngine, summarize
+
+    if args.episodes < 1:
+        raise UsageError(f"--episodes must be at least 1, got {args.episodes}.")
+    if args.samples < 1 or args.concurrency < 1:
+        raise UsageError(f"--samples and --concurrency must be at least 1, got {args.samples} and {args.concurrency}.")
+    probe = make_env(args.env_id, args.env_arg, args.split)
     try:
-        report = evaluate(env, get_policy(args.policy), episodes=args.episodes, seed=args.seed)
+        jobs, how = eval_jobs(probe, args.episodes, args.samples, args.seed)
     finally:
-        env.close()
-    report = {"env_id": args.env_id, "policy": args.policy, **report}
+        probe.close()
+    policy = get_policy(args.policy)
+    print(f"{PROG} eval: {args.env_id}, policy {args.policy}; {how}", file=sys.stderr)
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="episodes", file=sys.stderr)
+    engine = RolloutEngine(lambda: make_env(args.env_id, args.env_arg, args.split), policy,
+                           concurrency=min(args.concurrency, len(jobs)), out=args.out,
+                           episode_timeout=args.episode_timeout,
+                           progress=(lambda t, d, n: bar.update(1)) if bar is not None else None)
+    t0 = time.perf_counter()
+    try:
+        trajs = engine.run(jobs)
+    finally:
+        if bar is not None:
+            bar.close()
+    report = {"env_id": args.env_id, "policy": args.policy, "split": args.split, "tasks_drawn": how,
+              **summarize(trajs, k=args.samples, seconds=time.perf_counter() - t0)}
+    crashed = [t for t in trajs if t.error]
+    if crashed:
+        report["crash_reasons"] = sorted({t.error for t in crashed})[:5]
+    if args.out:
+        report["trajectories"] = args.out
     if not args.json:
         for key, value in report.items():
             print(f"{key:20s} {value}")
@@ -289,9 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_envs)
     p = sub.add_parser("eval", help="evaluate a policy on an environment")
     p.add_argument("env_id", metavar="ENV_ID", help=_ENV_ID_HELP)
-    p.add_argument("--policy", default="oracle", help="oracle or no-tool")
+    p.add_argument("--policy", default="oracle",
+                   help="policy spec: oracle, no-tool, random, hf:<model>, openai:<url>#<model>, module:Name")
     p.add_argument("--episodes", type=int, default=20, help="episodes to play")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    p.add_argument("--samples", type=int, default=1, help="episodes per task (reports pass@K too)")
+    p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once")
+    p.add_argument("--episode-timeout", type=float, default=None, help="wall-clock seconds per episode")
+    p.add_argument("--out", default=None, help="write every trajectory to this JSONL file (for kimi-env view)")
+    p.add_argument("--seed", type=int, default=0, help="seed of task drawing and of the first episode")
     p.add_argument("--split", default=None,
                    help="task split for environments that have splits (train, validation, test); default: the env's")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE", help=_ENV_ARG_HELP)

@@ -354,6 +354,9 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     import torch
 
     start = time.perf_counter()
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if cfg.model in ("tiny", "smollm2-135m") or Path(cfg.model).exists():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing to fetch: never touch the network
     run_dir = Path(cfg.output_dir)
     if resume:
         run_dir = Path(resume)

@@ -371,6 +371,25 @@ class ReinforceTrainer(GRPOTrainer):
             ent = ent.masked_scatter(sel_mask, e)
         return logps, ent
 
-    # ------------------------------------------------------------------ bookkeeping
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        super().log(logs, start_time)
+    # ------------------------------------------------------------------ checkpoints: our RNG and step counter too
+    _STATE = "kimi_env_trainer_state.pt"
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        import os
+
+        folder = os.path.join(self.args.output_dir, f"checkpoint-{self.state.global_step}")
+        if os.path.isdir(folder):
+            torch.save({"rl_step": self._rl_step, "sampler": self.policy.generator.gen.get_state(),
+                        "rollout_log": self.rollout_log}, os.path.join(folder, self._STATE))
+
+    def _load_rng_state(self, checkpoint: Any) -> None:
+        super()._load_rng_state(checkpoint)
+        import os
+
+        path = os.path.join(checkpoint, self._STATE) if checkpoint else None
+        if path and os.path.isfile(path):
+            st = torch.load(path, weights_only=False)
+            self._rl_step = int(st["rl_step"])
+            self.policy.generator.gen.set_state(st["sampler"])
+            self.rollout_log = list(st.get("rollout_log", []))

@@ -145,6 +145,7 @@ class BatchedGenerator:
         self.batch_wait_s = float(batch_wait_s)
         self.gen = torch.Generator().manual_seed(int(seed))
         self.stop_ids = set(stop_ids or [])
+        self.stop_ids_default = frozenset(self.stop_ids)
         self.stop_texts = stop_texts
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         #: bump after every optimizer step: caches computed under older weights are recomputed
