@@ -113,6 +113,37 @@ def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not ip.is_global or ip.is_multicast
 
 
+def _public_socket(addr_info: tuple) -> socket.socket:
+    """aiohttp ``socket_factory``: refuse to open a socket to a non-public address (the address actually dialled).
+
+    This is the last line of the SSRF guard: whatever spelling of a host got past the URL checks and whatever the
+    resolver returned, aiohttp asks this factory for a socket to one concrete address before it connects.
+    """
+    family, type_, proto, _, sockaddr = addr_info
+    try:
+        ip = ipaddress.ip_address(sockaddr[0])
+    except (ValueError, IndexError, TypeError):
+        raise OSError(f"refused: the connection address {sockaddr!r} is not an IP address") from None
+    if _non_public(ip):
+        raise OSError(f"refused: {ip} is not a public address")
+    return socket.socket(family, type_, proto)
+
+
+def _client_host(url: str) -> str | None:
+    """The host name exactly as aiohttp will use it: yarl's IDNA/UTS-46 encoding of the URL's host.
+
+    ``http://１２７.０.０.１/`` and ``http://127。0。0。1/`` both come out as ``127.0.0.1`` here, which is the address
+    aiohttp connects to (without calling the resolver, as it is an IP literal).
+    """
+    from yarl import URL  # noqa: PLC0415 - aiohttp's own URL type
+
+    try:
+        host = URL(url).raw_host
+    except (ValueError, UnicodeError):
+        return None
+    return host or None
+
+
 class _PublicOnlyResolver(AbstractResolver):
     """aiohttp resolver that refuses host names resolving to any non-public address (SSRF guard)."""
 
@@ -388,8 +419,12 @@ class BrowseTool(Tool):
         import aiohttp  # noqa: PLC0415
 
         if self._live_http is None or self._live_http.closed:
-            resolver = None if self.allow_private_hosts else _PublicOnlyResolver()
-            connector = aiohttp.TCPConnector(resolver=resolver, limit=8, ttl_dns_cache=60)
+            if self.allow_private_hosts:
+                connector = aiohttp.TCPConnector(limit=8, ttl_dns_cache=60)
+            else:  # names are checked when resolved, and every address when it is dialled
+                connector = aiohttp.TCPConnector(
+                    resolver=_PublicOnlyResolver(), socket_factory=_public_socket, limit=8, ttl_dns_cache=60
+                )
             self._live_http = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,  # no proxies from the environment: they would bypass the address checks
@@ -407,10 +442,16 @@ class BrowseTool(Tool):
             raise FetchError(f"{url} has credentials in it; URLs with user:password@ are not opened.")
         if self.allow_private_hosts:
             return
+        # Check the host as the HTTP client will spell it (fullwidth digits, ideographic full stops ... normalized),
+        # not as urlsplit leaves it; _public_socket then checks the address actually dialled.
+        host = _client_host(url)
+        if host is None:
+            raise FetchError(f"{url} has a host name that is not valid (IDNA); only web pages can be opened.")
         try:
-            ip = ipaddress.ip_address(host)
+            ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
-            if host.rstrip(".").lower() in ("localhost",) or host.rstrip(".").lower().endswith(".localhost"):
+            name = host.rstrip(".").lower()
+            if name == "localhost" or name.endswith(".localhost"):
                 raise FetchError(f"refused {url}: {host} is a local address; only public web addresses can be opened.")
             return  # a name: the resolver checks every address it resolves to
         if _non_public(ip):
@@ -445,7 +486,8 @@ class BrowseTool(Tool):
             except aiohttp.ClientConnectorError as exc:
                 reason = str(exc.os_error) if getattr(exc, "os_error", None) else str(exc)
                 if "refused:" in reason:
-                    raise FetchError(f"{reason.split('refused:', 1)[1].strip()}; only public web addresses can be opened.") from None
+                    why = reason.split("refused:", 1)[1].strip().split("\n", 1)[0][:160]
+                    raise FetchError(f"refused {url}: {why}; only public web addresses can be opened.") from None
                 raise FetchError(f"could not connect to {urlsplit(url).hostname} ({reason[:120]}).") from None
             except aiohttp.TooManyRedirects:
                 raise FetchError(f"{start} redirects too often.") from None
