@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import aiohttp
@@ -137,3 +138,144 @@ def test_the_dialled_address_is_checked_even_when_the_url_check_misses(internal,
     t.close()
     assert not r.ok and "refused" in r.content and "127.0.0.1" in r.content, r.content
     assert internal.hits == []
+
+
+# -- finding 2: `corpus import --overwrite` deleting what is not a corpus -------------------------------------------
+def _cli(argv: list[str]) -> int:
+    from kimi_env.cli import main
+
+    return main(argv)
+
+
+def _site(path: Path) -> Path:
+    """A folder of saved pages with a PWA ``manifest.json``, as many real sites have."""
+    path.mkdir()
+    (path / "manifest.json").write_text(json.dumps({"name": "My app", "start_url": "/", "display": "standalone"}))
+    (path / "index.html").write_text('<link rel="canonical" href="https://site.test/"><title>Home</title><p>home</p>')
+    (path / "about.html").write_text('<link rel="canonical" href="https://site.test/about"><p>about</p>')
+    return path
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_does_not_take_a_pwa_manifest_for_a_corpus(tmp_path, capsys):
+    # Any manifest.json used to count as a corpus: `--out site --overwrite` deleted the very pages being imported.
+    site = _site(tmp_path / "site")
+    before = _tree(site)
+    src = tmp_path / "docs.jsonl"  # another input, so that only the manifest check stands between it and the site
+    src.write_text(json.dumps({"url": "https://a.test/", "title": "A", "text": "a"}) + "\n")
+    assert _cli(["corpus", "import", str(src), "--out", str(site), "--overwrite"]) == 2
+    assert "not a corpus" in capsys.readouterr().err
+    assert _tree(site) == before
+
+
+def test_refusing_a_foreign_directory_does_not_suggest_overwrite(tmp_path, capsys):
+    site = _site(tmp_path / "site")
+    src = tmp_path / "docs.jsonl"
+    src.write_text(json.dumps({"url": "https://a.test/", "title": "A", "text": "a"}) + "\n")
+    assert _cli(["corpus", "import", str(src), "--out", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "not a corpus" in err and "overwrite" not in err.replace("even with --overwrite", ""), err
+
+
+def test_overwrite_never_goes_through_a_symlinked_out(tmp_path, capsys):
+    from kimi_env.web import Corpus, Document
+
+    real = tmp_path / "real"
+    old = Corpus.build([Document("https://a.test/", "A", text="old")], real)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    src = tmp_path / "docs.jsonl"
+    src.write_text(json.dumps({"url": "https://b.test/", "title": "B", "text": "new"}) + "\n")
+    assert _cli(["corpus", "import", str(src), "--out", str(link), "--overwrite"]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+    assert link.is_symlink() and Corpus.open(real).content_hash == old.content_hash
+
+
+def test_overwrite_never_deletes_the_import_source(tmp_path, capsys):
+    from kimi_env.web import Corpus, Document
+
+    out = tmp_path / "c"
+    Corpus.build([Document("https://a.test/", "A", text="old")], out)
+    src = out / "pages.jsonl"  # the input sits inside the corpus directory being replaced
+    src.write_text(json.dumps({"url": "https://b.test/", "title": "B", "text": "new"}) + "\n")
+    assert _cli(["corpus", "import", str(src), "--out", str(out), "--overwrite"]) == 2
+    assert src.is_file()
+    with pytest.raises(Exception, match="own source"):
+        Corpus.build([Document("https://b.test/", "B", text="new")], out, overwrite=True, source=out)
+
+
+def test_a_failed_swap_keeps_the_old_corpus(tmp_path, monkeypatch):
+    # The old corpus used to be deleted before the new one was moved in: a failing rename lost both.
+    from kimi_env.web import Corpus, Document
+
+    out = tmp_path / "c"
+    old = Corpus.build([Document("https://a.test/", "A", text="old")], out)
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if Path(src).name.startswith(".corpus-build-"):
+            raise OSError("disk full (simulated)")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="simulated"):
+        Corpus.build([Document("https://b.test/", "B", text="new")], out, overwrite=True)
+    monkeypatch.undo()
+    assert Corpus.open(out).content_hash == old.content_hash
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]  # nothing left aside
+
+
+# -- finding 3: HTML-folder import following symlinks out of the folder ----------------------------------------------
+@pytest.fixture
+def secret_file(tmp_path) -> Path:
+    p = tmp_path / "outside" / "secrets.html"
+    p.parent.mkdir()
+    p.write_text(f"<title>env</title><p>AWS_SECRET_ACCESS_KEY={SECRET}</p>")
+    return p
+
+
+def _all_text(corpus) -> str:
+    return "\n".join((d.html or "") + (d.text or "") + d.title for d in corpus)
+
+
+def test_file_symlink_out_of_the_folder_is_not_imported(tmp_path, secret_file, capsys):
+    site = _site(tmp_path / "site")
+    (site / "manifest.json").unlink()
+    (site / "x.html").symlink_to(secret_file)
+    out = tmp_path / "c"
+    assert _cli(["corpus", "import", str(site), "--out", str(out), "--base-url", "https://site.test/"]) == 0
+    from kimi_env.web import Corpus
+
+    corpus = Corpus.open(out)
+    assert SECRET not in _all_text(corpus) and len(corpus) == 2
+    captured = capsys.readouterr()
+    assert "x.html" in captured.err and "outside the imported folder" in captured.err  # said in the output
+    assert "Skipped 1 file" in captured.out
+
+
+def test_symlink_to_proc_environ_is_not_imported(tmp_path, monkeypatch):
+    from kimi_env.web import Corpus
+    from kimi_env.web.importers import import_html_dir
+
+    monkeypatch.setenv("KIMI_REDTEAM_CANARY", SECRET)
+    site = _site(tmp_path / "site")
+    (site / "manifest.json").unlink()
+    (site / "env.html").symlink_to("/proc/self/environ")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        corpus = Corpus.build(import_html_dir(site, "https://site.test/"), tmp_path / "c")
+    assert SECRET not in _all_text(corpus) and len(corpus) == 2
+    assert any("env.html" in str(w.message) for w in caught)  # the Python API warns (the CLI prints) per file
+
+
+def test_symlinks_inside_the_folder_still_import(tmp_path):
+    from kimi_env.web.importers import import_html_dir
+
+    site = _site(tmp_path / "site")
+    (site / "manifest.json").unlink()
+    (site / "alias.htm").symlink_to(site / "about.html")
+    urls = [d.url for d in import_html_dir(site)]
+    assert urls.count("https://site.test/about") == 2  # both files, same canonical URL: on_duplicate decides

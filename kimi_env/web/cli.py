@@ -29,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--on-duplicate", choices=("error", "first", "last"), default="error", help="what to do with repeated URLs"
     )
+    imp.add_argument(
+        "--max-page-mb", type=float, default=None, metavar="MB",
+        help="refuse pages bigger than this (default 10 MB of HTML or text per page)",
+    )
     imp.add_argument("--index", action="store_true", help="also build the search index now")
     imp.set_defaults(func=_cmd_import)
 
@@ -48,13 +52,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .importers import import_path  # noqa: PLC0415
 
     start = time.perf_counter()
+    skipped = _SkipReport()
+    cap = None if args.max_page_mb is None else int(args.max_page_mb * 1_000_000)
     try:
         corpus = Corpus.build(
-            import_path(args.path, base_url=args.base_url),
+            import_path(args.path, base_url=args.base_url, on_skip=skipped, max_document_bytes=cap),
             args.out,
             name=args.name,
             overwrite=args.overwrite,
             on_duplicate=args.on_duplicate,
+            source=args.path,
+            max_document_bytes=cap,
         )
     except OSError as exc:  # errors of ours (CorpusError, ...) are printed by kimi_env.cli.main
         print(f"error: {exc}", file=sys.stderr)
@@ -63,12 +71,32 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"Wrote {len(corpus)} documents to {corpus.path} (content hash {corpus.content_hash[:16]}) "
         f"in {time.perf_counter() - start:.1f} s."
     )
+    skipped.summary()
     if args.index:
         from .index import BM25Index  # noqa: PLC0415
 
         index = BM25Index.load_or_build(corpus)
         print(f"Search index at {index.path} ({index.size_bytes() / 1e6:.1f} MB).")
     return 0
+
+
+class _SkipReport:
+    """``on_skip`` of the importers: one stderr line per skipped file (the first 20), then a count on stdout."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, file: object, reason: str) -> None:
+        self.count += 1
+        if self.count <= self.SHOWN:
+            print(f"skipped {file}: {reason}", file=sys.stderr)  # stderr escapes undecodable names
+
+    def summary(self) -> None:
+        if self.count:
+            more = f" ({self.count - self.SHOWN} not listed)" if self.count > self.SHOWN else ""
+            print(f"Skipped {self.count} file(s) that link outside the imported folder or dangle{more}; see stderr.")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
