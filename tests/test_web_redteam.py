@@ -279,3 +279,156 @@ def test_symlinks_inside_the_folder_still_import(tmp_path):
     (site / "alias.htm").symlink_to(site / "about.html")
     urls = [d.url for d in import_html_dir(site)]
     assert urls.count("https://site.test/about") == 2  # both files, same canonical URL: on_duplicate decides
+
+
+# -- finding 7: hostile inputs that crashed or poisoned a corpus ---------------------------------------------------
+def _jsonl(tmp_path: Path, line: str) -> Path:
+    p = tmp_path / "hostile.jsonl"
+    p.write_text(json.dumps({"url": "https://a.test/ok", "title": "OK", "text": "fine"}) + "\n" + line + "\n")
+    return p
+
+
+def _import_fails(tmp_path: Path, src: Path, capsys, *extra: str) -> str:
+    """`corpus import` must end with exit status 2 and one short error line (no traceback), and write nothing."""
+    out = tmp_path / "c"
+    assert _cli(["corpus", "import", str(src), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err) < 1000, err
+    assert not out.exists()
+    return err
+
+
+def test_deeply_nested_json_is_an_error_not_a_crash(tmp_path, capsys):
+    err = _import_fails(tmp_path, _jsonl(tmp_path, "[" * 200_000 + "]" * 200_000), capsys)
+    assert "hostile.jsonl:2" in err and "nested too deeply" in err
+
+
+def test_huge_json_number_is_an_error_not_a_crash(tmp_path, capsys):
+    line = '{"url": "https://a.test/n", "title": "N", "text": "x", "n": ' + "9" * 5000 + "}"
+    err = _import_fails(tmp_path, _jsonl(tmp_path, line), capsys)
+    assert "hostile.jsonl:2" in err and "invalid JSON value" in err
+
+
+def test_lone_surrogate_in_a_title_is_an_error_not_a_crash(tmp_path, capsys):
+    line = '{"url": "https://a.test/s", "title": "bad \\ud800 title", "text": "x"}'
+    err = _import_fails(tmp_path, _jsonl(tmp_path, line), capsys)
+    assert "hostile.jsonl:2" in err and "'title'" in err and "surrogate" in err
+
+
+def test_lone_surrogate_from_the_python_api_is_a_corpus_error(tmp_path):
+    from kimi_env.web import Corpus, CorpusError, Document
+
+    with pytest.raises(CorpusError, match="surrogate"):
+        Corpus.build([Document("https://a.test/", "A", html="<p>\udcff</p>")], tmp_path / "c")
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00"], ids=["CR", "LF", "NUL"])
+def test_urls_with_control_characters_are_refused_at_import(tmp_path, capsys, char):
+    # They used to be imported, yet could never be served or opened.
+    line = json.dumps({"url": f"https://a.test/x{char}y", "title": "C", "text": "x"})
+    err = _import_fails(tmp_path, _jsonl(tmp_path, line), capsys)
+    assert "control character" in err
+
+
+def test_non_utf8_file_name_imports(tmp_path, capsys):
+    from kimi_env.web import Corpus
+
+    site = tmp_path / "site"
+    site.mkdir()
+    name = os.fsdecode(b"caf\xe9.html")  # Latin-1 bytes in a file name: not UTF-8
+    (site / name).write_text("<p>bytes in my name</p>")
+    out = tmp_path / "c"
+    assert _cli(["corpus", "import", str(site), "--out", str(out), "--base-url", "https://site.test/"]) == 0
+    [doc] = list(Corpus.open(out))
+    assert doc.url == "https://site.test/caf%E9.html" and "bytes in my name" in doc.html
+    doc.title.encode("utf-8")  # a valid Unicode title
+
+
+@pytest.mark.parametrize("codec", ["zlib", "base64", "rot13", "hex", "bz2", "uu", "idna", "unicode_escape", "utf-7"])
+def test_meta_charset_naming_a_non_text_codec_is_ignored(tmp_path, codec):
+    from kimi_env.web import Corpus
+    from kimi_env.web.importers import import_html_dir
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "p.html").write_bytes(f'<meta charset="{codec}"><title>caf\u00e9</title><p>readable</p>'.encode())
+    corpus = Corpus.build(import_html_dir(site, "https://site.test/"), tmp_path / "c")
+    doc = corpus.get("https://site.test/p.html")
+    assert doc.title == "caf\u00e9" and "readable" in doc.html
+
+
+@pytest.mark.parametrize("codec", ["zlib", "base64", "rot13"])
+def test_live_page_with_a_non_text_charset_opens(codec):
+    # The live browser returned internal_error for `Content-Type: text/html; charset=zlib`.
+    from aiohttp import web
+
+    async def page(request):
+        body = "<title>Charset</title><p>still readable</p>".encode()
+        return web.Response(body=body, headers={"Content-Type": f"text/html; charset={codec}"})
+
+    server = aio.run(_Loopback().start({"/p": page}))
+    t = BrowseTool(live_web=True, allow_private_hosts=True, fetch_timeout=5, timeout=15)
+    try:
+        r = t.call(url=f"http://127.0.0.1:{server.port}/p")
+    finally:
+        t.close()
+        aio.run(server.stop())
+    assert r.ok and "still readable" in r.content, r.content
+
+
+def test_jsonl_page_over_the_cap_is_refused_without_reading_it_whole(tmp_path, capsys):
+    line = json.dumps({"url": "https://a.test/big", "title": "Big", "text": "x" * 1_200_000})
+    err = _import_fails(tmp_path, _jsonl(tmp_path, line), capsys, "--max-page-mb", "0.01")
+    assert "hostile.jsonl:2" in err and "page cap" in err and "--max-page-mb" in err
+
+
+def test_html_file_over_the_cap_is_refused(tmp_path, capsys):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "big.html").write_text("<p>" + "lorem ipsum " * 5000 + "</p>")
+    err = _import_fails(tmp_path, site, capsys, "--base-url", "https://site.test/", "--max-page-mb", "0.01")
+    assert "big.html" in err and "page cap" in err
+
+
+def test_document_over_the_cap_is_refused_by_the_python_api(tmp_path):
+    from kimi_env.web import Corpus, CorpusError, Document
+    from kimi_env.web.corpus import MAX_DOCUMENT_BYTES
+
+    big = Document("https://a.test/", "A", text="x" * (MAX_DOCUMENT_BYTES + 1))
+    with pytest.raises(CorpusError, match="page cap"):
+        Corpus.build([big], tmp_path / "c")
+    assert len(Corpus.build([big], tmp_path / "c", max_document_bytes=MAX_DOCUMENT_BYTES + 1)) == 1
+
+
+_FIND_CPU_SCRIPT = """
+import resource
+resource.setrlimit(resource.RLIMIT_CPU, (8, 8))  # CPU seconds of this process, whatever else the machine does
+from kimi_env.tools.browse import BrowseTool, _Page, paginate
+t = BrowseTool(live_web=True)
+t._session.current = _Page("https://a.test/", "A", paginate("a " * 4_000_000, 4000), ())
+r = t.call(find=" ".join(["a"] * 149 + ["b"]))
+print(r.ok, "No match" in r.content)
+"""
+
+
+def test_find_costs_linear_cpu_in_the_page_length():
+    # A regex w1\\s+w2\\s+... backtracked once per word at every position: 150 words (the most find's 300 characters
+    # hold) on a page of repeated words took ~19 CPU seconds on 8M characters, the event loop stalled all the while;
+    # now ~1 s. The limit is CPU time of the subprocess, not wall time, so machine load does not matter.
+    proc = subprocess.run([sys.executable, "-c", _FIND_CPU_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "True"], (proc.returncode, proc.stderr[-500:])
+
+
+def test_find_matches_like_the_whitespace_insensitive_regex():
+    import random
+    import re
+
+    from kimi_env.tools.browse import _find_spans
+
+    rng = random.Random(15)
+    for _ in range(300):
+        text = "".join(rng.choice(["a", "b", "A", " ", "  ", "\n", "\t", "\u00a0", "ab", "\u0130"]) for _ in range(60))
+        words = [rng.choice(["a", "b", "ab", "ba", "aa"]) for _ in range(rng.randint(1, 3))]
+        pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
+        expected = [m.span() for m in pattern.finditer(text.replace("\u0130", "i"))]
+        assert _find_spans(text, words, 1000) == expected, (text, words)

@@ -30,6 +30,7 @@ text content types only, and tolerant charset decoding.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ipaddress
 import os
 import re
@@ -105,6 +106,36 @@ def paginate(text: str, size: int) -> list[str]:
     if current or not chunks:
         chunks.append("\n".join(current))
     return [c.strip("\n") for c in chunks if c.strip()] or [""]
+
+
+_WS_TABLE = {c: " " for c in range(0x3001) if chr(c).isspace()}  # every whitespace character (all below U+3001)
+
+
+def _find_spans(text: str, words: list[str], limit: int) -> list[tuple[int, int]]:
+    """Spans of ``text`` where ``words`` occur in order, separated by any whitespace, case-insensitively.
+
+    Linear in ``len(text)`` whatever the words: a regex ``w1\\s+w2\\s+...`` backtracks once per word at every
+    start position (150 words on a 2.8M-character page of repeated words took seconds, stalling the event loop).
+    Here whitespace runs are collapsed to one space (vectorized), the phrase is found with ``str.find``, and each
+    span is mapped back to ``text`` through the kept positions.
+    """
+    import numpy as np  # noqa: PLC0415 - a core dependency; not imported with kimi_env
+
+    # U+0130 is the one character whose lower() has two characters; mapping it to "i" keeps lengths equal.
+    low = text.translate(_WS_TABLE).replace("\u0130", "i").lower()
+    codes = np.frombuffer(low.encode("utf-32-le"), dtype=np.uint32)
+    space = codes == 32
+    keep = ~(space & np.concatenate(([False], space[:-1])))  # drop a space that follows a space
+    positions = np.flatnonzero(keep)  # positions[i]: where character i of the collapsed text sits in ``text``
+    norm = codes[keep].tobytes().decode("utf-32-le")
+    needle = " ".join(words).replace("\u0130", "i").lower()
+    spans: list[tuple[int, int]] = []
+    pos = norm.find(needle)
+    while pos >= 0 and len(spans) < limit:
+        end = pos + len(needle)
+        spans.append((int(positions[pos]), int(positions[end - 1]) + 1))
+        pos = norm.find(needle, end)
+    return spans
 
 
 def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -325,26 +356,21 @@ class BrowseTool(Tool):
         head = f"{doc.title or '(untitled)'}\nURL: {doc.url}"
         if not words:
             return f'{head}\n\nNothing to find: find="{needle}" has no words.'
-        pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
         # Pages are joined with a newline (pagination cut at line breaks), so words never glue across a boundary.
         starts = [0]
         for chunk in doc.pages[:-1]:
             starts.append(starts[-1] + len(chunk) + 1)
         text = "\n".join(doc.pages)
-        matches = []
-        for m in pattern.finditer(text):
-            matches.append(m)
-            if len(matches) > 200:
-                break
+        matches = _find_spans(text, words, 201)
         if not matches:
             return f'{head}\n\nNo match for "{needle}" on this page ({len(doc.pages)} page(s)). Try a shorter phrase.'
         more = "+" if len(matches) > 200 else ""
         shown = matches[: self.max_find_results]
         lines = [f'{head}\n\nFound {len(matches)}{more} matches for "{needle}" (showing {len(shown)}):']
         ctx = self.find_context_chars
-        for i, m in enumerate(shown, 1):
-            page_no = sum(1 for st in starts if st <= m.start())
-            a, b = max(0, m.start() - ctx), min(len(text), m.end() + ctx)
+        for i, (m_start, m_end) in enumerate(shown, 1):
+            page_no = bisect.bisect_right(starts, m_start)
+            a, b = max(0, m_start - ctx), min(len(text), m_end + ctx)
             snippet = " ".join(text[a:b].split())
             lines.append(f"\n[match {i}, page {page_no}] {'… ' if a else ''}{snippet}{' …' if b < len(text) else ''}")
         return "\n".join(lines)

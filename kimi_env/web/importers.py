@@ -160,7 +160,10 @@ def decode_html_bytes(data: bytes, declared: str | None = None) -> str:
 
 
 # Codecs that Python can look up but that are not character sets a page can be written in.
-_NOT_CHARSETS = frozenset({"idna", "punycode", "unicode_escape", "raw_unicode_escape", "undefined", "mbcs", "oem"})
+# UTF-7 is refused as browsers refuse it (it smuggles markup past filters).
+_NOT_CHARSETS = frozenset(
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined", "mbcs", "oem", "utf-7"}
+)
 
 
 def _text_codec(name: str) -> str | None:
@@ -171,7 +174,7 @@ def _text_codec(name: str) -> str | None:
         info = codecs.lookup(name.strip().lower())
     except (LookupError, ValueError, TypeError):
         return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+    if not getattr(info, "_is_text_encoding", True) or info.name.replace("_", "-") in _NOT_CHARSETS:
         return None
     return info.name
 
