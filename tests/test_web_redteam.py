@@ -432,3 +432,188 @@ def test_find_matches_like_the_whitespace_insensitive_regex():
         pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
         expected = [m.span() for m in pattern.finditer(text.replace("\u0130", "i"))]
         assert _find_spans(text, words, 1000) == expected, (text, words)
+
+
+# -- finding 6: the corpus server (timeouts, connection cap, Host, CSP) --------------------------------------------
+@pytest.fixture(scope="module")
+def hostile_corpus(tmp_path_factory):
+    from kimi_env.web import Corpus, Document
+
+    return Corpus.build(
+        [
+            Document(
+                "https://evil.test/xss",
+                "XSS",
+                html="<title>x</title><script>fetch('http://127.0.0.1:1/')</script><p>page with a script</p>",
+            ),
+            Document("https://a.test/plain", "Plain", text="just text"),
+        ],
+        tmp_path_factory.mktemp("hostile") / "c",
+    )
+
+
+@pytest.fixture
+def served(hostile_corpus):
+    from kimi_env.web.server import acquire_server
+
+    handle = acquire_server(hostile_corpus)
+    yield handle
+    handle.release()
+
+
+async def _get(url: str, headers: dict | None = None) -> tuple[int, dict, str]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers=headers or {}) as resp:
+            return resp.status, dict(resp.headers), await resp.text()
+
+
+def test_a_foreign_host_header_is_refused(served):
+    # DNS rebinding: a web page re-points its own name at 127.0.0.1 and reads the server under that name.
+    url = served.page_url("https://evil.test/xss")
+    status, _, body = aio.run(_get(url, {"Host": f"rebind.attacker.example:{served.port}"}))
+    assert status == 421 and "page with a script" not in body, (status, body[:200])
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "127.0.0.1", "LOCALHOST."])
+def test_the_servers_own_names_are_accepted(served, host):
+    status, _, body = aio.run(_get(served.page_url("https://a.test/plain"), {"Host": host.format(port=served.port)}))
+    assert status == 200 and "just text" in body
+
+
+def test_another_loopback_ip_in_host_is_refused(served):
+    status, _, _ = aio.run(_get(served.page_url("https://a.test/plain"), {"Host": f"127.0.0.2:{served.port}"}))
+    assert status == 421
+
+
+def test_allowed_host_names_are_accepted(hostile_corpus):
+    from kimi_env.web.server import _start
+
+    async def go():
+        running = await _start(hostile_corpus, "127.0.0.1", 0, allowed_hosts=["corpus.internal"])
+        try:
+            base = f"http://127.0.0.1:{running.port}"
+            ok = await _get(base + "/healthz", {"Host": "corpus.internal:8080"})
+            other = await _get(base + "/healthz", {"Host": "other.internal"})
+            return ok[0], other[0]
+        finally:
+            await running.cleanup()
+
+    assert aio.run(go()) == (200, 421)
+
+
+def _csp(headers: dict) -> dict[str, list[str]]:
+    policy = headers.get("Content-Security-Policy", "")
+    out = {}
+    for part in policy.split(";"):
+        words = part.split()
+        if words:
+            out[words[0].lower()] = words[1:]
+    return out
+
+
+@pytest.mark.parametrize("url", ["https://evil.test/xss", "https://a.test/plain"])
+def test_imported_pages_are_served_with_a_no_script_csp(served, url):
+    status, headers, body = aio.run(_get(served.page_url(url)))
+    assert status == 200
+    csp = _csp(headers)
+    assert csp.get("default-src") == ["'none'"], headers.get("Content-Security-Policy")
+    assert "script-src" not in csp and "script-src-elem" not in csp  # so scripts fall back to 'none'
+    assert "sandbox" in csp and not any("allow-scripts" in v for v in csp["sandbox"])
+    assert headers.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_browsable_path_is_served_with_the_csp_too(served):
+    status, headers, _ = aio.run(_get(f"{served.base_url}/web/https/evil.test/xss"))
+    assert status == 200 and _csp(headers).get("default-src") == ["'none'"]
+
+
+async def _read_until_closed(host: str, port: int, trickle: bytes | None, seconds: float) -> bool:
+    """Connect, send ``trickle`` one byte every 0.25 s (or nothing) for ``seconds``; True if the server hung up."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        steps = int(seconds / 0.25)
+        for i in range(steps):
+            if trickle is not None:
+                try:
+                    writer.write(trickle[i % len(trickle) : i % len(trickle) + 1])
+                    await writer.drain()
+                except (ConnectionError, OSError):
+                    return True
+            try:
+                data = await asyncio.wait_for(reader.read(4096), timeout=0.25)
+            except asyncio.TimeoutError:
+                continue
+            except (ConnectionError, OSError):
+                return True
+            if data == b"":
+                return True
+        return False
+    finally:
+        writer.close()
+
+
+@pytest.fixture
+def short_timeout_server(hostile_corpus):
+    from kimi_env.web.server import ServerLimits, _start
+
+    running = aio.run(_start(hostile_corpus, "127.0.0.1", 0, ServerLimits(idle_timeout=1.0)))
+    yield running
+    aio.run(running.cleanup())
+
+
+def test_a_silent_connection_is_closed(short_timeout_server):
+    # Idle connections used to stay open for good (1,800 of them for 120 s in the report).
+    assert aio.run(_read_until_closed("127.0.0.1", short_timeout_server.port, None, 12.0))
+
+
+def test_a_trickled_request_head_is_cut_off(short_timeout_server):
+    # Slowloris: one header byte at a time never completes a request; bytes arriving must not extend the deadline.
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-Slow: " + b"a" * 200
+    assert aio.run(_read_until_closed("127.0.0.1", short_timeout_server.port, head, 12.0))
+
+
+def test_a_keep_alive_connection_still_serves_several_requests(short_timeout_server):
+    async def go():
+        async with aiohttp.ClientSession() as session:
+            out = []
+            for _ in range(3):
+                async with session.get(f"http://127.0.0.1:{short_timeout_server.port}/healthz") as resp:
+                    out.append(resp.status)
+            return out
+
+    assert aio.run(go()) == [200, 200, 200]
+
+
+_SERVE_LOW_FD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+from kimi_env.cli import main
+sys.exit(main(["serve", "--corpus", sys.argv[1], "--port", "0"]))
+"""
+
+
+def test_idle_connections_cannot_exhaust_the_servers_descriptors(hostile_corpus):
+    # Under a 256-descriptor limit, 300 idle connections used to make /healthz fail (accept() got EMFILE).
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_LOW_FD, str(hostile_corpus.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    socks: list[socket.socket] = []
+    try:
+        line = proc.stdout.readline()
+        assert "Serving" in line, line + proc.stderr.read()
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        for _ in range(300):
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                pass
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["ok"] is True
+    finally:
+        for s in socks:
+            s.close()
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -44,6 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; default: only the bound address, and "
+        "localhost on loopback; other names get 421, which stops DNS rebinding)",
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=None, metavar="N",
+        help="open connections at most (default: half the descriptor limit, at most 1024)",
+    )
+    serve.add_argument(
+        "--idle-timeout", type=float, default=30.0, metavar="S",
+        help="close a connection that sends no complete request for S seconds (default 30)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -110,11 +123,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .corpus import Corpus  # noqa: PLC0415
-    from .server import serve  # noqa: PLC0415
+    from .server import ServerLimits, serve  # noqa: PLC0415
 
     corpus = Corpus.open(args.corpus)
+    limits = ServerLimits(idle_timeout=args.idle_timeout, max_connections=args.max_connections)
     try:
-        serve(corpus, host=args.host, port=args.port)
+        serve(corpus, host=args.host, port=args.port, limits=limits, allowed_hosts=args.allow_host)
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port} ({exc}). Fix: choose another --port.", file=sys.stderr)
         return 2
