@@ -617,3 +617,21 @@ def test_idle_connections_cannot_exhaust_the_servers_descriptors(hostile_corpus)
             s.close()
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["[2002:7f00:1::1]", "[64:ff9b::a9fe:a9fe]", "[::127.0.0.1]", "[fec0::1]", "[2001:0:4136:e378:8000:63bf:80ff:fffe]"],
+    ids=["6to4-loopback", "nat64-metadata", "ipv4-compatible", "site-local", "teredo"],
+)
+def test_ipv6_spellings_of_internal_addresses_are_refused(host):
+    # ipaddress calls these is_global, yet each embeds a loopback/link-local IPv4 or is a deprecated local range.
+    # Checked at the guard itself: no packet is sent anywhere.
+    from kimi_env.tools.browse import FetchError
+
+    t = _live_browser()
+    with pytest.raises(FetchError, match="not a public address"):
+        t._check_address(f"http://{host}/latest/meta-data/")
+    ip = host.strip("[]")
+    with pytest.raises(OSError, match="not a public address"):
+        browse_mod._public_socket((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, 80, 0, 0)))

@@ -138,9 +138,20 @@ def _find_spans(text: str, words: list[str], limit: int) -> list[tuple[int, int]
     return spans
 
 
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d; is_global says True for ::127.0.0.1
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated site-local; is_global says True
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))  # IPv4 in the low 32 bits
+
+
 def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _IPV4_COMPATIBLE or ip in _SITE_LOCAL or ip.teredo is not None:
+            return True
+        embedded = ip.ipv4_mapped or ip.sixtofour  # ::ffff:a.b.c.d and 6to4 2002:AABB:CCDD::
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and _non_public(embedded):
+            return True
     return not ip.is_global or ip.is_multicast
 
 
