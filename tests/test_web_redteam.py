@@ -412,7 +412,7 @@ print(r.ok, "No match" in r.content)
 
 
 def test_find_costs_linear_cpu_in_the_page_length():
-    # A regex w1\\s+w2\\s+... backtracked once per word at every position: 150 words (the most find's 300 characters
+    # A regex w1\s+w2\s+... backtracked once per word at every position: 150 words (the most find's 300 characters
     # hold) on a page of repeated words took ~19 CPU seconds on 8M characters, the event loop stalled all the while;
     # now ~1 s. The limit is CPU time of the subprocess, not wall time, so machine load does not matter.
     proc = subprocess.run([sys.executable, "-c", _FIND_CPU_SCRIPT], capture_output=True, text=True, timeout=300)
