@@ -621,7 +621,10 @@ def test_idle_connections_cannot_exhaust_the_servers_descriptors(hostile_corpus)
 
 @pytest.mark.parametrize(
     "host",
-    ["[2002:7f00:1::1]", "[64:ff9b::a9fe:a9fe]", "[::127.0.0.1]", "[fec0::1]", "[2001:0:4136:e378:8000:63bf:80ff:fffe]"],
+    [
+        "[2002:7f00:1::1]", "[64:ff9b::a9fe:a9fe]", "[::127.0.0.1]", "[fec0::1]",
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",
+    ],
     ids=["6to4-loopback", "nat64-metadata", "ipv4-compatible", "site-local", "teredo"],
 )
 def test_ipv6_spellings_of_internal_addresses_are_refused(host):

@@ -26,7 +26,9 @@ from urllib.parse import quote
 from .. import aio
 from .corpus import Corpus
 
-__all__ = ["ServerHandle", "ServerLimits", "create_app", "acquire_server", "aacquire_server", "release", "arelease", "serve"]
+__all__ = [
+    "ServerHandle", "ServerLimits", "create_app", "acquire_server", "aacquire_server", "release", "arelease", "serve"
+]
 
 MAX_SEARCH_QUERIES = 20
 MAX_SEARCH_K = 100
