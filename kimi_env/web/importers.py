@@ -32,7 +32,8 @@ def import_jsonl(path: str | os.PathLike, *, max_document_bytes: int | None = No
     :data:`~kimi_env.web.corpus.MAX_DOCUMENT_BYTES`, times 6 for JSON escapes) is refused without reading it whole.
     """
     path = Path(path)
-    limit = _line_limit(max_document_bytes)
+    cap = _page_cap(max_document_bytes)
+    limit = 6 * cap + 1_000_000  # a \uXXXX escape is 6 characters per character, plus room for url/title/links
     with path.open("r", encoding="utf-8", errors="strict") as fh:
         lineno = 0
         while True:
@@ -51,14 +52,13 @@ def import_jsonl(path: str | os.PathLike, *, max_document_bytes: int | None = No
                     "page cap can take. Fix: split or drop that page, or raise the cap (CLI: --max-page-mb)."
                 )
             if line.strip():
-                yield _jsonl_document(line, path, lineno)
+                yield _jsonl_document(line, path, lineno, cap)
 
 
-def _line_limit(max_document_bytes: int | None) -> int:
+def _page_cap(max_document_bytes: int | None) -> int:
     from .corpus import MAX_DOCUMENT_BYTES  # noqa: PLC0415
 
-    cap = MAX_DOCUMENT_BYTES if max_document_bytes is None else int(max_document_bytes)
-    return 6 * cap + 1_000_000  # a \uXXXX escape is 6 characters per character, plus room for url/title/links
+    return MAX_DOCUMENT_BYTES if max_document_bytes is None else int(max_document_bytes)
 
 
 def _parse_json_line(line: str, where: str) -> object:
@@ -85,7 +85,7 @@ def _check_unicode(where: str, key: str, value: str) -> None:
         ) from None
 
 
-def _jsonl_document(line: str, path: Path, lineno: int) -> Document:
+def _jsonl_document(line: str, path: Path, lineno: int, cap: int | None = None) -> Document:
     where = f"{path}:{lineno}"
     obj = _parse_json_line(line, where)
     if not isinstance(obj, dict):
@@ -107,6 +107,12 @@ def _jsonl_document(line: str, path: Path, lineno: int) -> Document:
         if value is not None:
             _check_unicode(where, key, value)
     links = [urljoin(url, x) for x in links]
+    body = html if html is not None else text
+    if cap is not None and len(body) > cap:  # before rendering it for a title; Corpus.build checks bytes again
+        raise CorpusError(
+            f"{where}: the page has {len(body):,} characters, over the page cap of {cap:,} bytes. "
+            "Fix: split or drop that page, or raise the cap (CLI: --max-page-mb)."
+        )
     if html is not None:
         return Document(url, title or _title_of(html, url), html=html, links=tuple(links))
     return Document(url, title, text=text, links=tuple(links))
@@ -233,9 +239,7 @@ def _warn_skip(file: Path, reason: str) -> None:
 
 
 def _check_file_size(file: Path, real: Path, max_document_bytes: int | None) -> None:
-    from .corpus import MAX_DOCUMENT_BYTES  # noqa: PLC0415
-
-    cap = MAX_DOCUMENT_BYTES if max_document_bytes is None else int(max_document_bytes)
+    cap = _page_cap(max_document_bytes)
     size = real.stat().st_size
     if size > cap:
         raise CorpusError(
