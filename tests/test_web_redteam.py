@@ -638,3 +638,13 @@ def test_ipv6_spellings_of_internal_addresses_are_refused(host):
     ip = host.strip("[]")
     with pytest.raises(OSError, match="not a public address"):
         browse_mod._public_socket((socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, 80, 0, 0)))
+
+
+def test_find_on_a_page_without_text_is_an_observation(tmp_path):
+    from kimi_env.web import Corpus, Document
+
+    corpus = Corpus.build([Document("https://a.test/empty", "Empty", html="<p></p>")], tmp_path / "c")
+    t = BrowseTool(corpus)
+    r = t.call(url="https://a.test/empty", find="anything")
+    t.close()
+    assert r.ok and "No match" in r.content

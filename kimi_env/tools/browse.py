@@ -122,10 +122,14 @@ def _find_spans(text: str, words: list[str], limit: int) -> list[tuple[int, int]
     import numpy as np  # noqa: PLC0415 - a core dependency; not imported with kimi_env
 
     # U+0130 is the one character whose lower() has two characters; mapping it to "i" keeps lengths equal.
+    if not text:
+        return []
     low = text.translate(_WS_TABLE).replace("\u0130", "i").lower()
     codes = np.frombuffer(low.encode("utf-32-le"), dtype=np.uint32)
     space = codes == 32
-    keep = ~(space & np.concatenate(([False], space[:-1])))  # drop a space that follows a space
+    keep = ~space
+    keep[0] = True
+    keep[1:] |= ~space[:-1]  # drop a space that follows a space
     positions = np.flatnonzero(keep)  # positions[i]: where character i of the collapsed text sits in ``text``
     norm = codes[keep].tobytes().decode("utf-32-le")
     needle = " ".join(words).replace("\u0130", "i").lower()
