@@ -175,8 +175,13 @@ def test_plain_text(tool: BrowseTool, base: str) -> None:
     assert r.ok and "just text\nsecond line" in r.content
 
 
-def test_redirect_target_is_rechecked(base: str) -> None:
+def test_redirect_target_is_rechecked(base: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the guards on, a redirect to a private address is refused even when the first hop was allowed."""
+    import socket
+
+    from kimi_env.tools import browse
+
+    monkeypatch.setattr(browse, "_public_socket", lambda info: socket.socket(*info[:3]))  # the URL check alone
     t = BrowseTool(live_web=True, fetch_timeout=FETCH_TIMEOUT)
     first = base + "/loop-a"
     real_check = t._check_address

@@ -30,6 +30,7 @@ text content types only, and tolerant charset decoding.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import ipaddress
 import os
 import re
@@ -107,10 +108,86 @@ def paginate(text: str, size: int) -> list[str]:
     return [c.strip("\n") for c in chunks if c.strip()] or [""]
 
 
+_WS_TABLE = {c: " " for c in range(0x3001) if chr(c).isspace()}  # every whitespace character (all below U+3001)
+
+
+def _find_spans(text: str, words: list[str], limit: int) -> list[tuple[int, int]]:
+    """Spans of ``text`` where ``words`` occur in order, separated by any whitespace, case-insensitively.
+
+    Linear in ``len(text)`` whatever the words: a regex ``w1\\s+w2\\s+...`` backtracks once per word at every
+    start position (150 words on a 2.8M-character page of repeated words took seconds, stalling the event loop).
+    Here whitespace runs are collapsed to one space (vectorized), the phrase is found with ``str.find``, and each
+    span is mapped back to ``text`` through the kept positions.
+    """
+    import numpy as np  # noqa: PLC0415 - a core dependency; not imported with kimi_env
+
+    # U+0130 is the one character whose lower() has two characters; mapping it to "i" keeps lengths equal.
+    if not text:
+        return []
+    low = text.translate(_WS_TABLE).replace("\u0130", "i").lower()
+    codes = np.frombuffer(low.encode("utf-32-le"), dtype=np.uint32)
+    space = codes == 32
+    keep = ~space
+    keep[0] = True
+    keep[1:] |= ~space[:-1]  # drop a space that follows a space
+    positions = np.flatnonzero(keep)  # positions[i]: where character i of the collapsed text sits in ``text``
+    norm = codes[keep].tobytes().decode("utf-32-le")
+    needle = " ".join(words).replace("\u0130", "i").lower()
+    spans: list[tuple[int, int]] = []
+    pos = norm.find(needle)
+    while pos >= 0 and len(spans) < limit:
+        end = pos + len(needle)
+        spans.append((int(positions[pos]), int(positions[end - 1]) + 1))
+        pos = norm.find(needle, end)
+    return spans
+
+
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d; is_global says True for ::127.0.0.1
+_SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated site-local; is_global says True
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))  # IPv4 in the low 32 bits
+
+
 def _non_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _IPV4_COMPATIBLE or ip in _SITE_LOCAL or ip.teredo is not None:
+            return True
+        embedded = ip.ipv4_mapped or ip.sixtofour  # ::ffff:a.b.c.d and 6to4 2002:AABB:CCDD::
+        if embedded is None and any(ip in net for net in _NAT64):
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None and _non_public(embedded):
+            return True
     return not ip.is_global or ip.is_multicast
+
+
+def _public_socket(addr_info: tuple) -> socket.socket:
+    """aiohttp ``socket_factory``: refuse to open a socket to a non-public address (the address actually dialled).
+
+    This is the last line of the SSRF guard: whatever spelling of a host got past the URL checks and whatever the
+    resolver returned, aiohttp asks this factory for a socket to one concrete address before it connects.
+    """
+    family, type_, proto, _, sockaddr = addr_info
+    try:
+        ip = ipaddress.ip_address(sockaddr[0])
+    except (ValueError, IndexError, TypeError):
+        raise OSError(f"refused: the connection address {sockaddr!r} is not an IP address") from None
+    if _non_public(ip):
+        raise OSError(f"refused: {ip} is not a public address")
+    return socket.socket(family, type_, proto)
+
+
+def _client_host(url: str) -> str | None:
+    """The host name exactly as aiohttp will use it: yarl's IDNA/UTS-46 encoding of the URL's host.
+
+    ``http://１２７.０.０.１/`` and ``http://127。0。0。1/`` both come out as ``127.0.0.1`` here, which is the address
+    aiohttp connects to (without calling the resolver, as it is an IP literal).
+    """
+    from yarl import URL  # noqa: PLC0415 - aiohttp's own URL type
+
+    try:
+        host = URL(url).raw_host
+    except (ValueError, UnicodeError):
+        return None
+    return host or None
 
 
 class _PublicOnlyResolver(AbstractResolver):
@@ -294,17 +371,12 @@ class BrowseTool(Tool):
         head = f"{doc.title or '(untitled)'}\nURL: {doc.url}"
         if not words:
             return f'{head}\n\nNothing to find: find="{needle}" has no words.'
-        pattern = re.compile(r"\s+".join(re.escape(w) for w in words), re.IGNORECASE)
         # Pages are joined with a newline (pagination cut at line breaks), so words never glue across a boundary.
         starts = [0]
         for chunk in doc.pages[:-1]:
             starts.append(starts[-1] + len(chunk) + 1)
         text = "\n".join(doc.pages)
-        matches = []
-        for m in pattern.finditer(text):
-            matches.append(m)
-            if len(matches) > 200:
-                break
+        matches = _find_spans(text, words, 201)
         if not matches:
             return f'{head}\n\nNo match for "{needle}" on this page ({len(doc.pages)} page(s)). Try a shorter phrase.'
         more = "+" if len(matches) > 200 else ""
@@ -312,9 +384,9 @@ class BrowseTool(Tool):
         noun = "match" if len(matches) == 1 else "matches"
         lines = [f'{head}\n\nFound {len(matches)}{more} {noun} for "{needle}" (showing {len(shown)}):']
         ctx = self.find_context_chars
-        for i, m in enumerate(shown, 1):
-            page_no = sum(1 for st in starts if st <= m.start())
-            a, b = max(0, m.start() - ctx), min(len(text), m.end() + ctx)
+        for i, (m_start, m_end) in enumerate(shown, 1):
+            page_no = bisect.bisect_right(starts, m_start)
+            a, b = max(0, m_start - ctx), min(len(text), m_end + ctx)
             snippet = " ".join(text[a:b].split())
             lines.append(f"\n[match {i}, page {page_no}] {'… ' if a else ''}{snippet}{' …' if b < len(text) else ''}")
         return "\n".join(lines)
@@ -389,8 +461,12 @@ class BrowseTool(Tool):
         import aiohttp  # noqa: PLC0415
 
         if self._live_http is None or self._live_http.closed:
-            resolver = None if self.allow_private_hosts else _PublicOnlyResolver()
-            connector = aiohttp.TCPConnector(resolver=resolver, limit=8, ttl_dns_cache=60)
+            if self.allow_private_hosts:
+                connector = aiohttp.TCPConnector(limit=8, ttl_dns_cache=60)
+            else:  # names are checked when resolved, and every address when it is dialled
+                connector = aiohttp.TCPConnector(
+                    resolver=_PublicOnlyResolver(), socket_factory=_public_socket, limit=8, ttl_dns_cache=60
+                )
             self._live_http = aiohttp.ClientSession(
                 connector=connector,
                 trust_env=False,  # no proxies from the environment: they would bypass the address checks
@@ -408,10 +484,16 @@ class BrowseTool(Tool):
             raise FetchError(f"{url} has credentials in it; URLs with user:password@ are not opened.")
         if self.allow_private_hosts:
             return
+        # Check the host as the HTTP client will spell it (fullwidth digits, ideographic full stops ... normalized),
+        # not as urlsplit leaves it; _public_socket then checks the address actually dialled.
+        host = _client_host(url)
+        if host is None:
+            raise FetchError(f"{url} has a host name that is not valid (IDNA); only web pages can be opened.")
         try:
-            ip = ipaddress.ip_address(host)
+            ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
-            if host.rstrip(".").lower() in ("localhost",) or host.rstrip(".").lower().endswith(".localhost"):
+            name = host.rstrip(".").lower()
+            if name == "localhost" or name.endswith(".localhost"):
                 raise FetchError(f"refused {url}: {host} is a local address; only public web addresses can be opened.")
             return  # a name: the resolver checks every address it resolves to
         if _non_public(ip):
@@ -446,7 +528,8 @@ class BrowseTool(Tool):
             except aiohttp.ClientConnectorError as exc:
                 reason = str(exc.os_error) if getattr(exc, "os_error", None) else str(exc)
                 if "refused:" in reason:
-                    raise FetchError(f"{reason.split('refused:', 1)[1].strip()}; only public web addresses can be opened.") from None
+                    why = reason.split("refused:", 1)[1].strip().split("\n", 1)[0][:160]
+                    raise FetchError(f"refused {url}: {why}; only public web addresses can be opened.") from None
                 raise FetchError(f"could not connect to {urlsplit(url).hostname} ({reason[:120]}).") from None
             except aiohttp.TooManyRedirects:
                 raise FetchError(f"{start} redirects too often.") from None

@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument(
         "--on-duplicate", choices=("error", "first", "last"), default="error", help="what to do with repeated URLs"
     )
+    imp.add_argument(
+        "--max-page-mb", type=float, default=None, metavar="MB",
+        help="refuse pages bigger than this (default 10 MB of HTML or text per page)",
+    )
     imp.add_argument("--index", action="store_true", help="also build the search index now")
     imp.set_defaults(func=_cmd_import)
 
@@ -41,6 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    serve.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="also answer requests whose Host header is NAME (repeatable; default: only the bound address, and "
+        "localhost on loopback; other names get 421, which stops DNS rebinding)",
+    )
+    serve.add_argument(
+        "--max-connections", type=int, default=None, metavar="N",
+        help="open connections at most (default: half the descriptor limit, at most 1024)",
+    )
+    serve.add_argument(
+        "--idle-timeout", type=float, default=30.0, metavar="S",
+        help="close a connection that sends no complete request for S seconds (default 30)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -55,13 +72,17 @@ def _cmd_import(args: argparse.Namespace) -> int:
             f"{args.out} already holds a corpus. Fix: add --overwrite to replace it, or choose another --out."
         )
     start = time.perf_counter()
+    skipped = _SkipReport()
+    cap = None if args.max_page_mb is None else int(args.max_page_mb * 1_000_000)
     try:
         corpus = Corpus.build(
-            import_path(args.path, base_url=args.base_url),
+            import_path(args.path, base_url=args.base_url, on_skip=skipped, max_document_bytes=cap),
             args.out,
             name=args.name,
             overwrite=args.overwrite,
             on_duplicate=args.on_duplicate,
+            source=args.path,
+            max_document_bytes=cap,
         )
     except OSError as exc:  # errors of ours (CorpusError, ...) are printed by kimi_env.cli.main
         print(f"kimi-env: error: {exc}", file=sys.stderr)
@@ -71,12 +92,32 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"(content hash {corpus.content_hash[:16]}) "
         f"in {time.perf_counter() - start:.1f} s."
     )
+    skipped.summary()
     if args.index:
         from .index import BM25Index  # noqa: PLC0415
 
         index = BM25Index.load_or_build(corpus)
         print(f"Search index at {index.path} ({index.size_bytes() / 1e6:.1f} MB).")
     return 0
+
+
+class _SkipReport:
+    """``on_skip`` of the importers: one stderr line per skipped file (the first 20), then a count on stdout."""
+
+    SHOWN = 20
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, file: object, reason: str) -> None:
+        self.count += 1
+        if self.count <= self.SHOWN:
+            print(f"skipped {file}: {reason}", file=sys.stderr)  # stderr escapes undecodable names
+
+    def summary(self) -> None:
+        if self.count:
+            more = f" ({self.count - self.SHOWN} not listed)" if self.count > self.SHOWN else ""
+            print(f"Skipped {self.count} file(s) that link outside the imported folder or dangle{more}; see stderr.")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -90,11 +131,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .corpus import Corpus  # noqa: PLC0415
-    from .server import serve  # noqa: PLC0415
+    from .server import ServerLimits, serve  # noqa: PLC0415
 
     corpus = Corpus.open(args.corpus)
+    limits = ServerLimits(idle_timeout=args.idle_timeout, max_connections=args.max_connections)
     try:
-        serve(corpus, host=args.host, port=args.port)
+        serve(corpus, host=args.host, port=args.port, limits=limits, allowed_hosts=args.allow_host)
     except OSError as exc:
         print(f"kimi-env: error: cannot listen on {args.host}:{args.port} ({exc}). Fix: choose another --port.",
               file=sys.stderr)

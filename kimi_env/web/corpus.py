@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -40,6 +41,8 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DATA = "corpus.sqlite"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+MAX_DOCUMENT_BYTES = 10_000_000  # the import-time page cap: UTF-8 bytes of one document's HTML or text
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CorpusError(KimiEnvError, ValueError):
@@ -75,6 +78,78 @@ def normalize_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, parts.query, ""))
 
 
+# -- where a build may write (issue 15, finding 2) --------------------------------------------------------------------
+_OWN_ENTRIES = (MANIFEST, DATA, "index")  # what a corpus directory holds (index/: the search-index cache)
+
+
+def _is_our_corpus(path: Path) -> tuple[bool, list[str]]:
+    """Whether ``path`` is a kimi-env corpus (our manifest format, only our entries); else the foreign entries."""
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in _OWN_ENTRIES and not p.name.startswith(DATA))
+    manifest = path / MANIFEST
+    if manifest.is_symlink() or not manifest.is_file() or (path / DATA).is_symlink() or not (path / DATA).is_file():
+        return False, foreign
+    try:
+        data = json.loads(manifest.read_bytes()[:1_000_000])
+    except (OSError, ValueError, RecursionError):
+        return False, foreign
+    return isinstance(data, dict) and data.get("format") == FORMAT and not foreign, foreign
+
+
+def _check_out_dir(out: Path, overwrite: bool, source: str | os.PathLike | None) -> Path:
+    """The resolved directory a build may replace, or a CorpusError saying why not and what to do instead."""
+    if out.is_symlink():
+        raise CorpusError(
+            f"{out} is a symbolic link (to {os.readlink(out)}); kimi-env never builds or deletes through a link. "
+            "Fix: pass the link's target itself, or a new directory, as --out."
+        )
+    out = out.resolve()
+    if source is not None:
+        src = Path(source).expanduser().resolve()
+        if src == out or out in src.parents:
+            raise CorpusError(
+                f"--out {out} is the import's own source ({src}) or holds it; building there would delete the "
+                "input. Fix: choose a new directory for --out."
+            )
+    if not out.exists():
+        return out
+    if not out.is_dir():
+        raise CorpusError(f"{out} exists and is a file, not a directory. Fix: choose a new directory for --out.")
+    entries = list(out.iterdir())
+    if not entries:
+        return out
+    ours, foreign = _is_our_corpus(out)
+    if not ours:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise CorpusError(
+            f"{out} exists and is not a corpus written by kimi-env (it holds "
+            f"{shown or 'a manifest.json of another format'}); "
+            "building there would delete what it holds, so it is refused even with --overwrite. "
+            "Fix: choose a new or empty directory for --out."
+        )
+    if not overwrite:
+        raise CorpusError(
+            f"{out} already holds a kimi-env corpus. Fix: choose another --out, or pass --overwrite "
+            "(overwrite=True) to replace that corpus."
+        )
+    return out
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Move the finished build ``tmp`` to ``out``; an old ``out`` is moved aside first and deleted only afterwards."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rmdir(aside)
+    os.replace(out, aside)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(aside, out)  # put the old corpus back
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def _doc_record(doc: Document) -> bytes:
     """The canonical serialization that the content hash covers."""
     return json.dumps([doc.url, doc.title, doc.html, doc.text, list(doc.links)], ensure_ascii=False).encode() + b"\n"
@@ -91,9 +166,32 @@ def _check_document(doc: object, position: int) -> Document:
             f"Document #{position} has url {doc.url!r}; expected an absolute http(s) URL such as "
             "'https://kimiwiki.test/wiki/Page'. Fix: give every document its canonical absolute URL."
         )
+    bad = _CONTROL.search(doc.url)
+    if bad:
+        raise CorpusError(
+            f"Document #{position} has url {doc.url[:200]!r} with the control character {bad.group()!r} at "
+            f"{bad.start()}; such a URL can never be requested. Fix: percent-encode it (e.g. %0A) or drop it."
+        )
     if doc.html is None and doc.text is None:
         raise CorpusError(f"Document #{position} ({doc.url}) has neither html nor text. Fix: set one of them.")
+    _utf8(doc.url, "url", position, doc)
+    _utf8(doc.title or "", "title", position, doc)
+    for link in doc.links:
+        _utf8(link, "links", position, doc)
     return doc
+
+
+def _utf8(value: str, field: str, position: int, doc: Document) -> bytes:
+    """``value`` as UTF-8, or a CorpusError naming the document and field (a lone surrogate is not Unicode text)."""
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = ascii(doc.url[:200]) if field != "url" else f"#{position}"
+        raise CorpusError(
+            f"Document #{position} ({where}): {field!r} holds {ascii(value[exc.start : exc.start + 1])} at "
+            f"character {exc.start}, a lone surrogate that is not valid Unicode. Fix: repair the text "
+            "(e.g. value.encode('utf-8', 'replace').decode()) or drop the document."
+        ) from None
 
 
 def _plain_text(doc: Document) -> tuple[str, tuple[str, ...]]:
@@ -148,6 +246,8 @@ class Corpus:
         name: str | None = None,
         overwrite: bool = False,
         on_duplicate: str = "error",
+        source: str | os.PathLike | None = None,
+        max_document_bytes: int | None = None,
     ) -> Corpus:
         """Write ``documents`` (streamed, any number) to ``out_dir`` and open the result.
 
@@ -158,24 +258,24 @@ class Corpus:
             overwrite: Replace an existing corpus at ``out_dir``.
             on_duplicate: What to do when two documents have the same normalized URL: ``"error"``, ``"first"``
                 (keep the first) or ``"last"`` (keep the last).
+            source: The file or folder the documents are read from; refused as ``out_dir`` (or inside it), so an
+                overwrite can never delete its own input.
+            max_document_bytes: The largest document (UTF-8 bytes of its HTML or text) accepted; a bigger one is a
+                :class:`CorpusError` (default :data:`MAX_DOCUMENT_BYTES`).
+
+        ``overwrite`` replaces only a directory that is recognizably a kimi-env corpus (our manifest format, only
+        our files in it); it never writes through a symbolic link, and the new corpus is built in a temporary
+        directory and swapped in, so a failed build leaves the old corpus as it was.
         """
         if on_duplicate not in ("error", "first", "last"):
             raise InvalidArgumentError(f"on_duplicate must be 'error', 'first' or 'last', got {on_duplicate!r}.")
-        out = Path(out_dir).expanduser().resolve()
-        if (out / MANIFEST).exists() and not overwrite:
-            raise CorpusError(f"{out} already holds a corpus. Fix: pass overwrite=True or choose another --out.")
-        if out.exists() and not (out / MANIFEST).exists() and (not out.is_dir() or any(out.iterdir())):
-            raise CorpusError(
-                f"{out} exists and is not a corpus; building there would delete what it holds. "
-                "Fix: choose a new or empty directory for --out."
-            )
+        out = _check_out_dir(Path(out_dir).expanduser(), overwrite, source)
+        cap = MAX_DOCUMENT_BYTES if max_document_bytes is None else int(max_document_bytes)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".corpus-build-", dir=out.parent))
         try:
-            manifest = _write_corpus(documents, tmp, name or out.name, on_duplicate)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
+            manifest = _write_corpus(documents, tmp, name or out.name, on_duplicate, cap)
+            _swap_in(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -317,7 +417,27 @@ def _row_document(row: tuple) -> Document:
     return Document(url, title, text=content, links=link_tuple)
 
 
-def _write_corpus(documents: Iterable[Document], out: Path, name: str, on_duplicate: str) -> dict:
+def _capped_body(doc: Document, position: int, max_bytes: int) -> bytes:
+    """The document's HTML or text as UTF-8, checked against the page cap before anything renders it."""
+    field = "html" if doc.html is not None else "text"
+    value = doc.html if doc.html is not None else doc.text or ""
+    if len(value) > max_bytes:  # characters > cap means bytes > cap: refuse before encoding a huge string
+        size = len(value)
+    else:
+        body = _utf8(value, field, position, doc)
+        if len(body) <= max_bytes:
+            return body
+        size = len(body)
+    raise CorpusError(
+        f"Document #{position} ({doc.url[:200]}): its {field} has at least {size:,} bytes, over the page cap of "
+        f"{max_bytes:,} bytes. Fix: split or drop the page, or raise the cap (CLI: --max-page-mb; "
+        "Corpus.build(max_document_bytes=...))."
+    )
+
+
+def _write_corpus(
+    documents: Iterable[Document], out: Path, name: str, on_duplicate: str, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> dict:
     """Stream documents into ``out/corpus.sqlite``; write the manifest last. Returns the manifest."""
     conn = sqlite3.connect(out / DATA)
     conn.execute("PRAGMA journal_mode=OFF")
@@ -342,13 +462,14 @@ def _write_corpus(documents: Iterable[Document], out: Path, name: str, on_duplic
                     )
                 if on_duplicate == "first":
                     continue
+            body = _capped_body(doc, position, max_bytes)
             plain, links = _plain_text(doc)
             row = (
                 key,
                 doc.url,
                 doc.title or "",
                 1 if doc.html is not None else 0,
-                zlib.compress((doc.html if doc.html is not None else doc.text or "").encode("utf-8"), 6),
+                zlib.compress(body, 6),
                 zlib.compress(plain.encode("utf-8"), 6) if doc.html is not None else b"",  # text docs: body is the text
                 json.dumps(list(links), ensure_ascii=False) if links else None,
             )

@@ -26,19 +26,31 @@ from urllib.parse import quote
 from .. import aio
 from .corpus import Corpus
 
-__all__ = ["ServerHandle", "create_app", "acquire_server", "aacquire_server", "release", "arelease", "serve"]
+__all__ = [
+    "ServerHandle", "ServerLimits", "create_app", "acquire_server", "aacquire_server", "release", "arelease", "serve"
+]
 
 MAX_SEARCH_QUERIES = 20
 MAX_SEARCH_K = 100
 
 
-def create_app(corpus: Corpus) -> Any:
-    """The aiohttp application serving ``corpus`` (see the module docstring for routes)."""
+def create_app(
+    corpus: Corpus, *, allowed_hosts: tuple[str, ...] | list[str] = (), in_flight: dict | None = None
+) -> Any:
+    """The aiohttp application serving ``corpus`` (see the module docstring for routes).
+
+    Args:
+        corpus: The corpus to serve.
+        allowed_hosts: Host names accepted in the ``Host`` header besides the address the request arrived on (and
+            ``localhost`` on loopback); see :func:`_guard_middleware`.
+        in_flight: Filled with {connection's request handler: requests in flight} (the connection cap reads it).
+    """
     from aiohttp import web  # noqa: PLC0415
 
     from .text import text_to_html  # noqa: PLC0415
 
-    app = web.Application()
+    busy = in_flight if in_flight is not None else {}
+    app = web.Application(middlewares=[_guard_middleware(allowed_hosts, busy)])
     state: dict[str, Any] = {"index": None, "lock": None}
 
     def page_response(url: str) -> Any:
@@ -49,7 +61,7 @@ def create_app(corpus: Corpus) -> Any:
             )
         body = doc.html if doc.html is not None else text_to_html(doc.title, doc.text or "")
         return web.Response(
-            text=body, content_type="text/html", charset="utf-8", headers={"X-Canonical-URL": doc.url}
+            text=body, content_type="text/html", charset="utf-8", headers={"X-Canonical-URL": doc.url, **PAGE_HEADERS}
         )
 
     async def page(request: Any) -> Any:
@@ -118,6 +130,173 @@ def create_app(corpus: Corpus) -> Any:
     return app
 
 
+# -- hardening (issue 15, finding 6): Host check, security headers, timeouts, connection cap -------------------------
+# Imported pages are untrusted HTML on the loopback origin: no scripts, no plugins, no forms, no outside fetches,
+# and a sandboxed (opaque) origin, so a page opened in a browser can reach neither the server's other routes nor
+# other loopback services. Inline styles and data: images still render.
+PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'; sandbox"
+)
+PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP}
+_COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Connection limits of the corpus server.
+
+    Attributes:
+        idle_timeout: Seconds a connection may go without a complete request head, from its start or the end of its
+            last response; trickling bytes do not extend it (aiohttp's ``keepalive_timeout``).
+        max_connections: Open connections at most. At the cap, a new connection closes the oldest one that has no
+            request in flight (or gets a 503 when every one is busy). Default: half the process's descriptor
+            limit (``RLIMIT_NOFILE``), at most 1024, so idle connections can never exhaust descriptors.
+    """
+
+    idle_timeout: float = 30.0
+    max_connections: int | None = None
+
+    def connection_cap(self) -> int:
+        if self.max_connections is not None:
+            return max(1, int(self.max_connections))
+        soft = _descriptor_limit()
+        return 512 if soft is None else max(8, min(1024, soft // 2))
+
+    def backlog(self) -> int:
+        """Listen backlog: asyncio accepts up to this many sockets in one burst before the cap can act, so the
+        cap plus two bursts must stay under the descriptor limit."""
+        soft = _descriptor_limit()
+        return 100 if soft is None else max(4, min(100, soft // 8))
+
+
+def _descriptor_limit() -> int | None:
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    return int(soft)
+
+
+def _host_allowed(host_header: str, local_ip: str | None, allowed: frozenset[str]) -> bool:
+    """Whether a ``Host`` header names this server: its own address, localhost on loopback, or an allowed name.
+
+    A DNS-rebinding page reaches us under the attacker's *name* (``evil.example`` resolving to 127.0.0.1), so the
+    name is what is checked; the port is not (port forwarding changes it legitimately).
+    """
+    import ipaddress  # noqa: PLC0415
+
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.rstrip(".")
+    if host in allowed:
+        return True
+    try:
+        requested = ipaddress.ip_address(host)
+    except ValueError:
+        requested = None
+    local = None
+    if local_ip:
+        try:
+            local = ipaddress.ip_address(local_ip.split("%", 1)[0])
+        except ValueError:
+            local = None
+    if local is None:
+        return host == "localhost" or requested is not None
+    if isinstance(local, ipaddress.IPv6Address) and local.ipv4_mapped is not None:
+        local = local.ipv4_mapped
+    if requested is not None:
+        return requested == local
+    return host == "localhost" and local.is_loopback
+
+
+def _guard_middleware(allowed_hosts: tuple[str, ...] | list[str], busy: dict) -> Any:
+    """Refuse requests whose ``Host`` is not this server (421); add security headers; track requests in flight."""
+    from aiohttp import web  # noqa: PLC0415
+
+    allowed = frozenset(h.strip().lower().rstrip(".") for h in allowed_hosts)
+
+    @web.middleware
+    async def guard(request: Any, handler: Any) -> Any:
+        host = request.headers.get("Host")
+        if host is not None:
+            sock = request.transport.get_extra_info("sockname") if request.transport is not None else None
+            if not _host_allowed(host, sock[0] if sock else None, allowed):
+                return web.Response(
+                    status=421,
+                    text=f"Misdirected request: this server does not answer for Host {host[:100]!r}. "
+                    "Use its address (e.g. http://127.0.0.1:PORT/) or start it with --allow-host NAME.\n",
+                    content_type="text/plain",
+                    headers=_COMMON_HEADERS,
+                )
+        proto = request.protocol
+        busy[proto] = busy.get(proto, 0) + 1
+        try:
+            response = await handler(request)
+        finally:
+            left = busy.get(proto, 1) - 1
+            if left > 0:
+                busy[proto] = left
+            else:
+                busy.pop(proto, None)
+        for key, value in _COMMON_HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    return guard
+
+
+_REFUSED_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection over the cap with every other connection busy: answer 503 and close."""
+
+    def connection_made(self, transport: Any) -> None:
+        transport.write(_REFUSED_503)
+        transport.close()
+
+
+def _capped_factory(server: Any, busy: dict, cap: int) -> Any:
+    """Protocol factory around aiohttp's ``web.Server`` that keeps at most ``cap`` connections open."""
+    closing: set = set()  # force-closed, until aiohttp drops them from server.connections (no weakrefs to them)
+
+    def factory() -> Any:
+        connections = server.connections  # in accept order
+        closing.intersection_update(connections)
+        live = [h for h in connections if h not in closing]
+        if len(live) >= cap:
+            idle = [h for h in live if not busy.get(h)]
+            if not idle:
+                return _Refuse()
+            for victim in idle[: len(live) - cap + 1]:  # the oldest idle ones, down to room for this one
+                closing.add(victim)
+                victim.force_close()
+        return server()
+
+    return factory
+
+
+async def _listen(runner: Any, host: str, port: int, limits: ServerLimits, busy: dict) -> tuple[Any, int]:
+    """Listen on ``host:port`` with the connection cap; returns (asyncio server, bound port)."""
+    loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        _capped_factory(runner.server, busy, limits.connection_cap()),
+        host,
+        port,
+        reuse_address=True,
+        backlog=limits.backlog(),
+    )
+    return listener, int(listener.sockets[0].getsockname()[1])
+
+
 @dataclass
 class ServerHandle:
     """A user's claim on a running corpus server. Call :meth:`release` (or use ``with``) when done.
@@ -163,6 +342,12 @@ class _Running:
     host: str
     port: int
     refs: int = 0
+    listener: Any = None
+
+    async def cleanup(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        await self.runner.cleanup()
 
 
 _servers: dict[tuple, _Running] = {}
@@ -176,15 +361,26 @@ def _lock() -> asyncio.Lock:
     return _registry_lock
 
 
-async def _start(corpus: Corpus, host: str, port: int) -> _Running:
+async def _start(
+    corpus: Corpus,
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    allowed_hosts: tuple[str, ...] | list[str] = (),
+) -> _Running:
     from aiohttp import web  # noqa: PLC0415
 
-    runner = web.AppRunner(create_app(corpus), access_log=None)
+    limits = limits or ServerLimits()
+    busy: dict = {}
+    app = create_app(corpus, allowed_hosts=allowed_hosts, in_flight=busy)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
-    bound = runner.addresses[0][1]
-    return _Running(runner, host, int(bound))
+    try:
+        listener, bound = await _listen(runner, host, port, limits, busy)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return _Running(runner, host, bound, listener=listener)
 
 
 async def _acquire(corpus: Corpus, host: str) -> ServerHandle:
@@ -208,7 +404,7 @@ async def _release(handle: ServerHandle) -> None:
         running.refs -= 1
         if running.refs <= 0:
             del _servers[handle._key]
-            await running.runner.cleanup()
+            await running.cleanup()
 
 
 def _as_corpus(corpus: Corpus | str | os.PathLike) -> Corpus:
@@ -254,12 +450,19 @@ def running_servers() -> dict[tuple, int]:
     return {k: v.refs for k, v in _servers.items()}
 
 
-def serve(corpus: Corpus | str | os.PathLike, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(
+    corpus: Corpus | str | os.PathLike,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    limits: ServerLimits | None = None,
+    allowed_hosts: tuple[str, ...] | list[str] = (),
+) -> None:
     """Serve ``corpus`` in the foreground until interrupted (``kimi-env serve``)."""
     corpus = _as_corpus(corpus)
 
     async def main() -> None:
-        running = await _start(corpus, host, port)
+        running = await _start(corpus, host, port, limits, allowed_hosts)
         print(
             f"Serving {len(corpus)} page{'' if len(corpus) == 1 else 's'} of {corpus.path} at http://{host}:{running.port}/ "
             f"(pages: /page?url=..., search: /search?q=...). Ctrl-C stops.",
@@ -268,7 +471,7 @@ def serve(corpus: Corpus | str | os.PathLike, *, host: str = "127.0.0.1", port: 
         try:
             await asyncio.Event().wait()
         finally:
-            await running.runner.cleanup()
+            await running.cleanup()
 
     try:
         asyncio.run(main())
