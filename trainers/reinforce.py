@@ -119,7 +119,7 @@ def grpo_args(cfg: ReinforceConfig) -> GRPOConfig:
         save_strategy="steps" if cfg.save_steps else "no", save_steps=cfg.save_steps or 1,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed,
         bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", gradient_checkpointing=False,
-        use_cpu=cfg.device == "cpu", report_to=["tensorboard"], logging_dir=f"{cfg.output_dir}/tensorboard",
+        use_cpu=cfg.device == "cpu", report_to=["tensorboard"],
         remove_unused_columns=False, dataloader_num_workers=0, log_completions=False, disable_tqdm=True,
         shuffle_dataset=True,
     )

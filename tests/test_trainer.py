@@ -1,0 +1,150 @@
+"""The REINFORCE trainer's mechanism on the tiny model and the ColorBox toy environment: masks, real weight updates,
+determinism, resume, config errors. (Held-out learning at toy scale is tests/test_learning_toy.py.)"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+import kimi_env  # noqa: E402
+from kimi_env.errors import InvalidArgumentError  # noqa: E402
+from kimi_env.trainers.config import ReinforceConfig, preset  # noqa: E402
+
+
+def tiny_cfg(tmp_path, **kw):
+    base = dict(model="tiny", env_id="kimi_env/ColorBox-v0", env_kwargs={"protocol": "xml"}, kinds=[],
+                train_layers="full", learning_rate=1e-3, group_size=4, tasks_per_step=2, max_steps=2, max_turns=2,
+                max_new_tokens=6, micro_batch_size=4, concurrency=8, output_dir=str(tmp_path / "run"),
+                eval_multi_hop=0, eval_one_hop=0, sft_steps=0, skip_uniform_groups=False, baseline="none")
+    base.update(kw)
+    return ReinforceConfig(**base)
+
+
+def make_trainer(cfg, seed=0):
+    from kimi_env.policies.hf_models import load_model
+    from kimi_env.trainers.pipeline import draw_tasks, _make_env
+    from kimi_env.trainers.reinforce import ReinforceTrainer
+
+    model, tok = load_model("tiny", seed=seed)
+    tasks = draw_tasks(cfg)["train"]
+    trainer = ReinforceTrainer(model, tok, cfg, tasks, env_fn=lambda: _make_env(cfg, None))
+    # an untrained model seldom ends a turn: let half the vocabulary end it so episodes have several turns
+    trainer.policy.generator.stop_ids = set(range(0, len(tok), 2))
+    return trainer, model
+
+
+def test_bad_configs_fail_before_any_work_and_name_the_field():
+    with pytest.raises(InvalidArgumentError, match="group_size=1 with baseline='group_mean'"):
+        ReinforceConfig(group_size=1, micro_batch_size=1)
+    with pytest.raises(InvalidArgumentError, match=r"turn_discount=1.5 is outside \(0, 1\]"):
+        ReinforceConfig(turn_discount=1.5)
+    with pytest.raises(InvalidArgumentError, match="turn_discount=0.0"):
+        ReinforceConfig(turn_discount=0.0)
+    with pytest.raises(InvalidArgumentError, match="Did you mean 'cpu-tiny'"):
+        preset("cpu-tnyi")
+    with pytest.raises(InvalidArgumentError, match="micro_batch_size=3 must divide"):
+        ReinforceConfig(micro_batch_size=3)
+    with pytest.raises(InvalidArgumentError, match="unknown config field 'turn_discout'.*turn_discount"):
+        ReinforceConfig().with_overrides(["turn_discout=0.5"])
+    with pytest.raises(InvalidArgumentError, match="bf16"):
+        ReinforceConfig(dtype="bfloat16", device="cpu")
+
+
+def test_masked_tokens_get_exactly_zero_gradient(tmp_path):
+    trainer, model = make_trainer(tiny_cfg(tmp_path))
+    batch = trainer._generate_and_score_completions(
+        [{"prompt": "q", "task": r["task"]} for r in trainer.train_dataset.select(range(2)) for _ in range(4)])
+    mask = batch["tool_mask"].bool()
+    assert mask.any() and (~mask & batch["completion_mask"].bool()).any()  # sampled and unsampled tokens both
+    captured = {}
+    orig = trainer._logps
+
+    def spy(m, inputs, *, ref):
+        logps, ent = orig(m, inputs, ref=ref)
+        leaf = logps.detach().requires_grad_(True)
+        captured["leaf"] = leaf
+        return leaf + (logps - logps.detach()), ent
+
+    trainer._logps = spy
+    batch["advantages"] = torch.where(mask, torch.randn_like(batch["advantages"]), torch.full_like(
+        batch["advantages"], 1000.0))  # huge advantages on masked positions must not matter
+    trainer.model.train()
+    loss = trainer._compute_loss(trainer.model, batch)
+    loss.backward()
+    g = captured["leaf"].grad
+    assert torch.all(g[~mask] == 0)
+    assert torch.all(g[mask] != 0)
+
+
+def test_a_step_updates_the_weights_and_only_the_trained_ones(tmp_path):
+    cfg = tiny_cfg(tmp_path, train_layers="top-1", max_steps=1)
+    trainer, model = make_trainer(cfg)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer.train()
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("model.layers.3.") or k.startswith("model.norm") for k in changed), changed
+    assert "model.embed_tokens.weight" not in changed
+    log = trainer.rollout_log[-1]
+    assert log["episodes"] == 8 and log["samples"] > 0
+
+
+def test_same_seed_same_first_steps(tmp_path):
+    logs = []
+    for i in range(2):
+        cfg = tiny_cfg(tmp_path / str(i), max_steps=2)
+        trainer, model = make_trainer(cfg)
+        trainer.train()
+        logs.append(([{k: v for k, v in r.items() if k not in ("rollout_s", "generated_tokens_per_s")}
+                      for r in trainer.rollout_log], {k: v.clone() for k, v in model.state_dict().items()}))
+    assert logs[0][0] == logs[1][0]
+    assert all(torch.allclose(logs[0][1][k], logs[1][1][k], atol=1e-6) for k in logs[0][1])
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    full = tiny_cfg(tmp_path / "full", max_steps=3, save_steps=0)
+    t_full, m_full = make_trainer(full)
+    t_full.train()
+
+    part = tiny_cfg(tmp_path / "part", max_steps=3, save_steps=2, save_total_limit=2)
+    t1, _ = make_trainer(part)
+    # stop after step 2 (as Ctrl-C does at a step boundary), then resume from the checkpoint in a new trainer
+    from transformers import TrainerCallback
+
+    class StopAt2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2:
+                control.should_training_stop = True
+
+    t1.add_callback(StopAt2())
+    t1.train()
+    ckpt = tmp_path / "part" / "run" / "checkpoint-2"
+    assert (ckpt / "kimi_env_trainer_state.pt").is_file()
+    t2, m2 = make_trainer(part)
+    t2.train(resume_from_checkpoint=str(ckpt))
+    assert t2.state.global_step == 3
+    assert t2._rl_step == 3
+    # same rollouts at step 3 and the same final weights as the uninterrupted run
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("rollout_s", "generated_tokens_per_s")}  # noqa: E731
+    assert strip(t2.rollout_log[-1]) == strip(t_full.rollout_log[-1])
+    sd_full, sd2 = m_full.state_dict(), m2.state_dict()
+    assert all(torch.allclose(sd_full[k], sd2[k], atol=1e-5) for k in sd_full)
+
+
+def test_crashed_episodes_are_excluded_not_zeros(tmp_path):
+    from kimi_env.trajectory import Trajectory, TurnRecord
+
+    trainer, _ = make_trainer(tiny_cfg(tmp_path, baseline="group_mean", skip_uniform_groups=True))
+    from kimi_env.rollout import EpisodeJob
+
+    def traj(reward, error=None):
+        t = Trajectory(task_id="t", reward=reward, error=error)
+        t.turns = [TurnRecord(action="a", prompt_ids=[1, 2], completion_ids=[3], logprobs=[-0.1])]
+        return t
+
+    trajs = [traj(1.0), traj(1.0), traj(0.0, error="the policy raised RuntimeError: boom"), traj(1.0)]
+    _, stats = trainer._make_batch(trajs, [EpisodeJob(group=0)] * 4)
+    # without the crash the group is uniform (all 1.0): no signal, no samples; a zero would have made it mixed
+    assert stats["crashed"] == 1 and stats["samples"] == 0 and stats["mixed_groups"] == 0
