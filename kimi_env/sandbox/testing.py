@@ -32,31 +32,43 @@ def _proc_table() -> list[dict[str, Any]]:
 
 
 def leaked_processes(wait_s: float = 3.0, uid: int | None = 65534) -> list[dict[str, Any]]:
-    """Processes started by a sandbox (in a worker's session or group, or a child running as ``uid``) that no pool
-    of this process owns any more.
+    """Processes started by a sandbox that no live worker of this process's pools accounts for.
 
-    Killed processes take a moment to disappear, so this retries for ``wait_s`` seconds. Zombies are ignored.
+    A worker is the process a pool started plus, inside a PID namespace, that namespace's init and the process
+    that runs the code (both in the worker's session, and its descendants): they count while the worker is alive.
+    Also reported: a child of this process running as ``uid`` (other test processes' workers are not ours, so the
+    uid alone is not enough). Killed processes take a moment to disappear, so this retries for ``wait_s`` seconds.
+    Zombies are ignored.
     """
     deadline = time.monotonic() + wait_s
     while True:
         me = os.getpid()
         pools = all_pools()
         started = {pid for pool in pools for pid in pool.started_pids}
-        table = _proc_table()
+        table = [row for row in _proc_table() if row["state"] != "Z"]
         live = {pid for pool in pools for pid in pool.live_pids()}  # read after the table: new workers count
-        leaked = [
-            row
-            for row in table
-            if row["state"] != "Z"
-            and row["pid"] not in live
-            and (
-                row["session"] in started
-                or row["pgrp"] in started
-                # a child of a worker or of this process running as the sandbox uid (other test processes'
-                # workers are not ours, so the uid alone is not enough)
-                or (uid is not None and row["uid"] == uid and (row["ppid"] in started or row["ppid"] == me))
-            )
-        ]
+        parent = {row["pid"]: row["ppid"] for row in table}
+
+        def owner(row: dict[str, Any]) -> int | None:
+            """The started worker a process belongs to (by session, group, or ancestry), else None."""
+            for key in ("session", "pgrp"):
+                if row[key] in started:
+                    return row[key]
+            pid, hops = row["pid"], 0
+            while pid in parent and hops < 64:  # a process that left the session (setsid) still has ancestors
+                if pid in started:
+                    return pid
+                pid, hops = parent[pid], hops + 1
+            return None
+
+        leaked = []
+        for row in table:
+            worker = owner(row)
+            if worker is not None:
+                if worker not in live:
+                    leaked.append(row)
+            elif uid is not None and row["uid"] == uid and row["ppid"] == me:
+                leaked.append(row)
         if not leaked or time.monotonic() > deadline:
             return leaked
         time.sleep(0.05)

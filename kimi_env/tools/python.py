@@ -51,11 +51,24 @@ def _mask_addresses(text: str) -> str:
     return _ADDRESS.sub(" at 0x...>", text)
 
 
-def _kill_leased(box: list) -> None:  # weakref.finalize callback: must not reference the tool
+def _kill_leased(box: list, attached: list) -> None:  # weakref.finalize callback: must not reference the tool
     worker = box[0]
     box[0] = None
     if worker is not None:
         worker.kill("tool garbage-collected")
+    _detach(attached)
+
+
+def _detach(attached: list) -> None:
+    """Tell the pool this tool no longer uses it (``attached`` = [pool, token] or [None, token])."""
+    pool, token = attached
+    attached[0] = None
+    if pool is None:
+        return
+    try:
+        aio.get_loop().call_soon_threadsafe(pool.detach, token)
+    except RuntimeError:  # loop closed (interpreter exit): the atexit hook kills the workers
+        pass
 
 
 class PythonTool(Tool):
@@ -110,7 +123,8 @@ class PythonTool(Tool):
         self._state_lost = False
         self._lock: asyncio.Lock | None = None
         self._jail: dict[str, Any] = {}
-        self._finalizer = weakref.finalize(self, _kill_leased, self._lease)
+        self._attached: list = [None, object()]  # [the pool this tool counts as a user of, this tool's token]
+        self._finalizer = weakref.finalize(self, _kill_leased, self._lease, self._attached)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     @property
@@ -126,6 +140,23 @@ class PythonTool(Tool):
             self._episode_seed = self.seed
         self._state_lost = False
         self._give_back()
+
+    def on_episode_end(self) -> None:
+        """The episode ended (answer, truncation): give the worker back now, not at the next ``reset``.
+
+        The environment calls this hook when an episode ends, so a finished episode does not hold a worker while
+        the trainer generates other episodes' turns. The episode's variables go with the lease; a later call (there
+        should be none before ``reset``) starts a fresh namespace.
+        """
+        self._give_back()
+
+    def _attach(self, pool: Any) -> None:
+        if self._attached[0] is pool:
+            return
+        if self._attached[0] is not None:
+            _detach(self._attached)
+        self._attached[0] = pool
+        pool.attach(self._attached[1])
 
     def _give_back(self) -> None:
         worker = self._lease[0]
@@ -143,13 +174,20 @@ class PythonTool(Tool):
             worker.kill("released")
 
     async def aclose(self) -> None:
+        """Give the worker back and stop counting as a user of the pool (the last tool to close empties it)."""
         self._give_back()
+        _detach(self._attached)
 
     async def warmup(self) -> None:
         """Start the pool's warm workers now instead of at the first call (optional)."""
         from ..sandbox.pool import get_pool
 
-        await aio.arun(get_pool(self.config).warm())
+        async def warm() -> None:
+            pool = get_pool(self.config)
+            self._attach(pool)
+            await pool.warm()
+
+        await aio.arun(warm())
 
     # -- the call -------------------------------------------------------------------------------------------------
     async def run(self, code: str) -> ToolResult:
@@ -183,6 +221,7 @@ class PythonTool(Tool):
                 PythonStatus.RESOURCE_LIMIT,
             )
         pool = get_pool(self.config)
+        self._attach(pool)
         start = time.perf_counter()
         notes: list[str] = []
         worker = self._lease[0]
