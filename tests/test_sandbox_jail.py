@@ -84,7 +84,7 @@ def test_workdir_is_private_and_removed(tool):
     tool.call(code="1")
     import time
 
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 20  # a bound against hanging, not a speed requirement
     while os.path.exists(workdir) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(workdir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kimi_env.sandbox import SandboxConfig
-from kimi_env.sandbox.testing import check_postconditions, snapshot
+from kimi_env.sandbox.testing import check_postconditions, snapshot, worker_stopped
 from kimi_env.tools import PythonTool
 
 BLOCKED = {"compile_error", "model_error"}
@@ -148,7 +148,9 @@ def test_memory_bomb(tool, sentinel, code):
 
 def test_infinite_loop(tool, sentinel):
     r = attack(tool, sentinel, "while True:\n    pass", {"timeout"})
-    assert r.meta["elapsed_s"] < 5
+    # stopped by the wall-clock limit, by killing its worker (how long the kill takes: benchmarks/bench_python.py)
+    assert f"ran longer than {tool.exec_timeout:g} s" in r.content
+    assert worker_stopped(r.meta["worker_pid"])
 
 
 def test_infinite_loop_swallowing_base_exception(tool, sentinel):
