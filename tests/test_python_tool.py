@@ -229,6 +229,22 @@ def test_datetime_strftime_works_in_the_sandbox():
         tool.close()
 
 
+def test_time_module_offers_its_clocks():
+    """`time` is listed as available, so its clocks work (issue 14 item 8); sleep stays out (calls are timed)."""
+    tool = PythonTool()
+    try:
+        r = tool.call(
+            code="import time\nt0 = time.perf_counter()\nnow = time.time()\n"
+            "isinstance(now, float), now > 1.7e9, time.perf_counter() >= t0, time.monotonic() > 0, "
+            "time.gmtime(0).tm_year, time.strftime('%Y', time.gmtime(0)), isinstance(time.time_ns(), int)"
+        )
+        assert r.ok and r.content == "(True, True, True, True, 1970, '1970', True)", r.content
+        r = tool.call(code="import nosuchmodule")
+        assert "time" in r.content  # still listed among the available modules
+    finally:
+        tool.close()
+
+
 def test_env_tool_timeout_is_the_code_limit():
     import kimi_env
 

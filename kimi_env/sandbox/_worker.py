@@ -337,8 +337,10 @@ MODULE_NAMES = {
     "bisect": "bisect bisect_left bisect_right insort insort_left insort_right",
     "textwrap": "wrap fill dedent indent shorten",
     "copy": "copy deepcopy",
-    # datetime's C strftime imports `time` through the sandbox's __import__ and calls time.strftime
-    "time": "strftime",
+    # clocks and conversions, no sleep (a call's wall-clock time is limited); datetime's C strftime also imports
+    # `time` through the sandbox's __import__ and calls time.strftime
+    "time": "time time_ns perf_counter perf_counter_ns monotonic monotonic_ns process_time process_time_ns "
+    "gmtime localtime mktime strftime asctime ctime struct_time timezone altzone daylight tzname",
 }
 # Modules made only of C functions and numbers: every public name is safe to hand out.
 ALL_PUBLIC = ("math", "cmath", "itertools", "unicodedata")

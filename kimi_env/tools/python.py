@@ -195,7 +195,8 @@ class PythonTool(Tool):
 
         Variables, functions and imports persist between calls in the same episode, like notebook cells.
         Available modules: math, cmath, statistics, random (seeded), itertools, functools, operator, collections,
-        heapq, bisect, re, json, string, textwrap, unicodedata, datetime, fractions, decimal, copy.
+        heapq, bisect, re, json, string, textwrap, unicodedata, datetime, time (clocks, no sleep), fractions,
+        decimal, copy.
         There is no file, network or process access. Names starting with "_" and str.format are not available
         (use f-strings). Each call is limited in time, memory and printed output.
 
