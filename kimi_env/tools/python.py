@@ -7,9 +7,11 @@ Semantics (documented for the model in the schema, for people in ``docs/sandbox.
   next call starts a fresh namespace, with ``random`` re-seeded to the tool's seed, so the same code at the same
   position of an episode prints the same thing. ``persistent=False`` gives a fresh namespace at every call.
 * **One worker per episode, shared pool per process.** An episode leases one worker from the process-wide pool of
-  its :class:`~kimi_env.sandbox.SandboxConfig` on its first call and gives it back at ``reset``/``close``; episodes
-  never share a namespace. Constructing a tool starts nothing; the first call starts a worker (about 0.1-0.3 s) and
-  the pool then keeps ``min_idle`` workers warm.
+  its :class:`~kimi_env.sandbox.SandboxConfig` on its first call and gives it back when the episode ends
+  (:meth:`PythonTool.on_episode_end`), at ``reset`` or at ``close``; episodes never share a namespace. Constructing a
+  tool starts nothing; the first call starts a worker (about 0.1-0.3 s) and the pool then keeps ``min_idle``
+  workers warm while any tool is open, stops idle workers after ``idle_timeout_s``, and stops them all when the
+  last tool closes.
 * **Limits.** A call that runs longer than ``timeout`` seconds is killed from outside (its worker and the episode's
   variables are lost; the next call says so). Memory, CPU, output and source size are capped (see the config).
 * **Result.** What the code printed, then the ``repr`` of the last expression's value (if it is not None). Errors
