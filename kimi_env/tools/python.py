@@ -67,9 +67,12 @@ def _detach(attached: list) -> None:
     attached[0] = None
     if pool is None:
         return
+    loop = aio._loop  # the pool lives on this loop; never start a new one just to detach (e.g. at exit)
+    if loop is None or loop.is_closed():
+        return
     try:
-        aio.get_loop().call_soon_threadsafe(pool.detach, token)
-    except RuntimeError:  # loop closed (interpreter exit): the atexit hook kills the workers
+        loop.call_soon_threadsafe(pool.detach, token)
+    except RuntimeError:  # loop closed meanwhile (interpreter exit): the atexit hook kills the workers
         pass
 
 
