@@ -150,7 +150,7 @@ def test_env_releases_the_worker_when_the_episode_ends():
         assert worker is not None and worker.alive
         _, _, terminated, _, _ = env.step("<answer>42</answer>")
         assert terminated
-        assert tool._lease[0] is None  # given back at the answer, not at the next reset
+        wait_for(lambda: tool._lease[0] is None, "giving the worker back at the answer, not at the next reset")
 
         def back_in_pool() -> bool:
             pool = get_pool(tool.config)
@@ -160,3 +160,32 @@ def test_env_releases_the_worker_when_the_episode_ends():
         assert worker.alive, f"the worker was stopped instead of reused ({worker.kill_reason})"
     finally:
         env.close()
+
+
+def test_episode_end_during_a_call_waits_for_the_call():
+    """The engine may end an episode (truncate) while a call still runs: that call finishes on its worker, then the
+    worker goes back; it is never handed to the pool mid-call."""
+    import asyncio
+    import threading
+
+    t = PythonTool(timeout=20)
+    try:
+        assert t.call(code="kept = 5").ok
+
+        async def call_and_end():
+            task = asyncio.ensure_future(t.acall(code="s = 0\nfor i in range(3 * 10**6):\n    s += i\nkept + s % 7"))
+            await asyncio.sleep(0.3)  # the call is running now
+            threading.Thread(target=t.on_episode_end).start()  # from another thread, like an engine's
+            return await task
+
+        r = aio.run(call_and_end())
+        expected = 5 + sum(range(3 * 10**6)) % 7
+        assert r.ok and r.content == str(expected), r.content
+        worker = r.meta["worker_pid"]
+        wait_for(lambda: t._lease[0] is None, "giving the worker back after the call")
+        pool = get_pool(t.config)
+        wait_for(lambda: worker in {w.pid for w in pool._idle}, "the worker going back to the pool, cleaned, not killed")
+        r = t.call(code="kept")  # a new episode's namespace
+        assert "NameError" in r.content
+    finally:
+        t.close()

@@ -127,6 +127,7 @@ class PythonTool(Tool):
         self._calls_on_worker = 0
         self._state_lost = False
         self._lock: asyncio.Lock | None = None
+        self._release_after_call = False
         self._jail: dict[str, Any] = {}
         self._attached: list = [None, object()]  # [the pool this tool counts as a user of, this tool's token]
         self._finalizer = weakref.finalize(self, _kill_leased, self._lease, self._attached)
@@ -164,6 +165,22 @@ class PythonTool(Tool):
         pool.attach(self._attached[1])
 
     def _give_back(self) -> None:
+        """End the lease (from any thread). Decided on the background loop, in order with the calls: a call still
+        running keeps its worker until it returns (ending an episode never kills the call in flight)."""
+        if self._lock is None and self._lease[0] is None:  # never called: nothing to give back
+            return
+        try:
+            aio.get_loop().call_soon_threadsafe(self._end_lease)
+        except RuntimeError:  # loop closed (interpreter exit): just kill
+            worker, self._lease[0] = self._lease[0], None
+            if worker is not None:
+                worker.kill("released")
+
+    def _end_lease(self, call_done: bool = False) -> None:  # on the background loop
+        if not call_done and self._lock is not None and self._lock.locked():
+            self._release_after_call = True  # run() gives the worker back when the call in flight returns
+            return
+        self._release_after_call = False
         worker = self._lease[0]
         self._lease[0] = None
         self._calls_on_worker = 0
@@ -171,12 +188,8 @@ class PythonTool(Tool):
             return
         from ..sandbox.pool import get_pool
 
-        pool = get_pool(self.config)
         reusable = not self.config.plain_python  # plain-python workers may have been tampered with
-        try:
-            aio.get_loop().call_soon_threadsafe(pool.release, worker, reusable)
-        except RuntimeError:  # loop closed (interpreter exit): just kill
-            worker.kill("released")
+        get_pool(self.config).release(worker, reusable)
 
     async def aclose(self) -> None:
         """Give the worker back and stop counting as a user of the pool (the last tool to close empties it)."""
@@ -215,7 +228,11 @@ class PythonTool(Tool):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # calls of one episode run in order, one at a time
-            return await self._run_locked(code)
+            try:
+                return await self._run_locked(code)
+            finally:
+                if self._release_after_call:  # the episode ended while this call ran
+                    self._end_lease(call_done=True)
 
     async def _run_locked(self, code: str) -> ToolResult:
         from ..sandbox.pool import WorkerError, get_pool
