@@ -252,3 +252,9 @@ def test_without_namespaces_the_jail_still_runs():
         assert not t.jail_report["pidns"] and not t.jail_report["private_tmp"]
     finally:
         t.close()
+
+
+def test_leaving_the_session_does_not_escape_the_kill(tool, sentinel):
+    # in a PID namespace the code process is not a session leader, so setsid() works and it leaves the group the
+    # host kills; the namespace's init still dies with the group, and the kernel then kills the code process
+    attack(tool, sentinel, "import os\nos.setsid()\nwhile True:\n    pass", {"timeout", "model_error"})

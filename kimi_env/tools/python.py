@@ -32,6 +32,13 @@ from ..errors import InvalidArgumentError
 from ..sandbox.config import SandboxConfig
 from .base import Tool, ToolResult, truncate
 
+try:  # h-env's Tool base: a call's timeout counts from this mark, not from the wait for a worker lease
+    from .base import execution_started
+except ImportError:  # a base without queue-aware timeouts: the call is timed from the start of run()
+
+    def execution_started() -> None:
+        return None
+
 MAX_SOURCE_CHARS = 20_000
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]{4,16}>")
@@ -90,6 +97,7 @@ class PythonTool(Tool):
     """
 
     name = "python"
+    queues = True  # a call may wait for a worker lease (max_workers); it marks execution_started() once leased
     param_constraints = {"code": {"minLength": 1, "maxLength": MAX_SOURCE_CHARS}}
 
     def __init__(
@@ -269,6 +277,7 @@ class PythonTool(Tool):
                     "and imports defined before are gone."
                 )
                 self._state_lost = False
+        execution_started()  # the lease is held: the work (and its timeout) starts now
         meta: dict[str, Any] = {"worker_pid": worker.pid}
         try:
             reply = await worker.request(
