@@ -189,3 +189,29 @@ def test_episode_end_during_a_call_waits_for_the_call():
         assert "NameError" in r.content
     finally:
         t.close()
+
+
+def _queue_aware_base() -> bool:
+    from kimi_env.tools import base
+
+    return hasattr(base, "execution_started")
+
+
+@pytest.mark.skipif(not _queue_aware_base(), reason="needs h-env's queue-aware Tool base (execution_started)")
+def test_waiting_for_a_lease_is_not_charged_to_the_call():
+    """With every worker leased, a call waits for one; its timeout counts from the lease (issue 13 item 7)."""
+    import threading
+
+    cfg = SandboxConfig(memory_mb=384, min_idle=0, max_idle=1, max_workers=1, start_timeout_s=2, idle_timeout_s=0)
+    a, b = PythonTool(timeout=1, sandbox=cfg), PythonTool(timeout=1, sandbox=cfg)
+    try:
+        assert a.call(code="1").ok
+        timer = threading.Timer(b.timeout + 1.0, a.on_episode_end)  # held past b's whole outer timeout
+        timer.start()
+        r = b.call(code="'b ran'")
+        timer.join()
+        assert r.ok and r.content == "'b ran'", r.content
+        assert r.meta["queued_s"] > b.timeout
+    finally:
+        a.close()
+        b.close()
