@@ -170,7 +170,7 @@ def _require(tool, key):
     """Skip only where the kernel itself refuses the namespaces; where it allows them the sandbox must use them."""
     tool.call(code="1")
     if not tool.jail_report.get(key) and not _kernel_allows_namespaces():
-        pytest.skip(f"this kernel refuses mount/PID namespaces: the documented fallback applies (docs/sandbox.md)")
+        pytest.skip("this kernel refuses mount/PID namespaces: the documented fallback applies (docs/sandbox.md)")
     assert tool.jail_report.get(key), f"the kernel allows namespaces but the worker has no {key}: {tool.jail_report}"
 
 

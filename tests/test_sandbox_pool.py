@@ -4,7 +4,6 @@ episode ends (issue 8 item 4, issue 13 item 7). Every test counts real processes
 from __future__ import annotations
 
 import gc
-import os
 import tempfile
 import time
 

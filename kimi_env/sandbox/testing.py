@@ -31,6 +31,19 @@ def _proc_table() -> list[dict[str, Any]]:
     return rows
 
 
+def _owner(row: dict[str, Any], started: set[int], parent: dict[int, int]) -> int | None:
+    """The started worker a process belongs to (by session, group, or ancestry), else None."""
+    for key in ("session", "pgrp"):
+        if row[key] in started:
+            return row[key]
+    pid, hops = row["pid"], 0
+    while pid in parent and hops < 64:  # a process that left the session (setsid) still has ancestors
+        if pid in started:
+            return pid
+        pid, hops = parent[pid], hops + 1
+    return None
+
+
 def leaked_processes(wait_s: float = 10.0, uid: int | None = 65534) -> list[dict[str, Any]]:
     """Processes started by a sandbox that no live worker of this process's pools accounts for.
 
@@ -49,21 +62,9 @@ def leaked_processes(wait_s: float = 10.0, uid: int | None = 65534) -> list[dict
         live = {pid for pool in pools for pid in pool.live_pids()}  # read after the table: new workers count
         parent = {row["pid"]: row["ppid"] for row in table}
 
-        def owner(row: dict[str, Any]) -> int | None:
-            """The started worker a process belongs to (by session, group, or ancestry), else None."""
-            for key in ("session", "pgrp"):
-                if row[key] in started:
-                    return row[key]
-            pid, hops = row["pid"], 0
-            while pid in parent and hops < 64:  # a process that left the session (setsid) still has ancestors
-                if pid in started:
-                    return pid
-                pid, hops = parent[pid], hops + 1
-            return None
-
         leaked = []
         for row in table:
-            worker = owner(row)
+            worker = _owner(row, started, parent)
             if worker is not None:
                 if worker not in live:
                     leaked.append(row)
