@@ -301,6 +301,8 @@ class ToolEnv(gym.Env[str, str]):
         if terminated or truncated:
             reward = self._final_reward()
             self._active = False
+            for tool in self.tools:  # h-sandbox stopgap until h-env's Tool.on_episode_end hook lands on main
+                getattr(tool, "on_episode_end", lambda: None)()
         info = self._info()
         if self.render_mode == "human":
             print(self.render_text(last_only=True))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from kimi_env.sandbox import SandboxConfig
-from kimi_env.sandbox.testing import check_postconditions
+from kimi_env.sandbox.testing import check_postconditions, worker_stopped
 from kimi_env.tools import PythonTool
 
 BLOCKED = {"compile_error", "model_error"}
@@ -117,7 +117,10 @@ def test_hanging_finalizer_does_not_time_out_the_next_episode(tool):
         "print('B')",
     )
     assert a.ok and b.ok and b.content == "B"
-    assert b.meta["elapsed_s"] < 2.0
+    # the hung worker was stopped after its episode, not handed to the next one (the latency of that next call is
+    # measured in benchmarks/bench_python.py)
+    assert b.meta["worker_pid"] != a.meta["worker_pid"]
+    assert worker_stopped(a.meta["worker_pid"])
 
 
 def test_regex_cache_does_not_keep_objects_into_the_next_episode(tool):

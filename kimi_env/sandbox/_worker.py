@@ -4,7 +4,11 @@ It must not import kimi_env (it runs with ``-S``, without site-packages; the hos
 RestrictedPython). Start-up order matters and is the security argument of this file:
 
 1. resource limits (memory, file size, open files, core dumps, CPU hard cap) are set first;
-2. the network namespace is unshared (no interface but a down loopback) and ``no_new_privs`` is set;
+2. the network namespace is unshared (no interface but a down loopback); a mount namespace gets a small private
+   tmpfs over /tmp, /var/tmp and /dev/shm; ``no_new_privs`` is set; a PID namespace is entered (two forks: the
+   process the host started waits outside, the namespace's init waits inside with a private /proc, and the third
+   process goes on), so the code can neither see nor signal any process but its own (see
+   ``_enter_pid_namespace``);
 3. RestrictedPython and every module the sandbox may hand out are imported (as the starting user, from files it
    can read), and the policy objects are built;
 4. privileges are dropped to an unprivileged uid when started as root, then RLIMIT_NPROC is set (it is not
@@ -42,6 +46,14 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x10000000, 0x20000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+# World-writable directories that get a private tmpfs (when they exist as real directories).
+PRIVATE_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
 def _jail_early(cfg, report):
     mb = 1024 * 1024
     report["rlimit_as"] = _set_limit(resource.RLIMIT_AS, cfg["memory_mb"] * mb)
@@ -49,19 +61,152 @@ def _jail_early(cfg, report):
     report["rlimit_nofile"] = _set_limit(resource.RLIMIT_NOFILE, cfg["max_open_files"])
     report["rlimit_core"] = _set_limit(resource.RLIMIT_CORE, 0)
     report["rlimit_cpu"] = _set_limit(resource.RLIMIT_CPU, cfg["cpu_lifetime_s"], cfg["cpu_lifetime_s"])
-    report["netns"] = False
-    report["no_new_privs"] = False
-    if cfg["isolate_network"]:
-        libc = _libc()
-        clone_newnet, clone_newuser = 0x40000000, 0x10000000
-        if libc.unshare(clone_newnet) == 0:
-            report["netns"] = True
-        elif os.geteuid() != 0 and libc.unshare(clone_newuser | clone_newnet) == 0:
-            report["netns"] = True  # an unprivileged user namespace that owns an empty network namespace
+    for key in ("netns", "mountns", "private_tmp", "pidns", "private_proc", "no_new_privs"):
+        report[key] = False
+    libc = _libc()
+    want_net = bool(cfg["isolate_network"])
+    want_pid = bool(cfg.get("isolate_processes"))
+    want_ns = bool(cfg.get("private_tmp")) or want_pid  # a private /proc for the PID namespace needs it too
+    if os.geteuid() == 0:
+        # one namespace at a time, so one the kernel refuses does not cost the others
+        report["netns"] = want_net and libc.unshare(CLONE_NEWNET) == 0
+        report["mountns"] = want_ns and libc.unshare(CLONE_NEWNS) == 0
+        got_pid = want_pid and libc.unshare(CLONE_NEWPID) == 0
+    else:
+        got_pid = _unshare_unprivileged(libc, cfg, report, want_net, want_ns, want_pid)
+    if report["mountns"] and cfg.get("private_tmp"):
+        report["private_tmp"] = _mount_private_tmp(libc, cfg)
     try:
-        report["no_new_privs"] = _libc().prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+        report["no_new_privs"] = libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
     except Exception:  # noqa: BLE001
         pass
+    if got_pid:
+        _enter_pid_namespace(libc, report)  # returns only in the process that goes on to run code
+
+
+def _unshare_unprivileged(libc, cfg, report, want_net, want_ns, want_pid):
+    """Without root: an unprivileged user namespace that owns the other namespaces (where the kernel allows it)."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = (CLONE_NEWNET if want_net else 0) | (CLONE_NEWNS if want_ns else 0) | (CLONE_NEWPID if want_pid else 0)
+    if not flags:
+        return False
+    if libc.unshare(CLONE_NEWUSER | flags) != 0:
+        if not want_net or libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+            return False
+        flags = CLONE_NEWNET
+    try:  # keep our own uid and gid inside (files we create stay ours)
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        pass
+    report["netns"] = bool(flags & CLONE_NEWNET)
+    report["mountns"] = bool(flags & CLONE_NEWNS)
+    return bool(flags & CLONE_NEWPID)
+
+
+def _mount(libc, source, target, fstype, flags, data=None):
+    enc = (lambda v: None if v is None else v.encode())
+    return libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) == 0
+
+
+def _mount_private_tmp(libc, cfg):
+    """In our own mount namespace: a small tmpfs over each world-writable temp directory; the worker's own
+    directory (usually under /tmp) is bound back at the same path. All or nothing: on any failure nothing stays
+    mounted and the worker runs with the host's directories (reported as ``private_tmp: False``)."""
+    # Without private propagation a mount here would appear in the host's namespace: stop if it fails.
+    if not _mount(libc, None, "/", None, MS_REC | MS_PRIVATE):
+        return False
+    workdir = os.path.realpath(cfg["workdir"])
+    try:
+        wd_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    mounted = []
+    ok = True
+    try:
+        for d in PRIVATE_TMP_DIRS:
+            if os.path.islink(d) or not os.path.isdir(d):
+                continue
+            if not _mount(libc, "tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={cfg['tmp_mb']}m,mode=1777"):
+                ok = d != "/tmp"  # /tmp is the one that matters; the others are skipped if refused
+                if not ok:
+                    break
+                continue
+            mounted.append(d)
+            if workdir.startswith(d.rstrip("/") + "/"):
+                os.makedirs(workdir, mode=0o700, exist_ok=True)  # parents 0755 (umask), inside the tmpfs
+                if not _mount(libc, f"/proc/self/fd/{wd_fd}", workdir, None, MS_BIND):
+                    ok = False
+                    break
+    except OSError:
+        ok = False
+    finally:
+        os.close(wd_fd)
+    if not ok or not mounted:
+        for d in reversed(mounted):
+            libc.umount2(d.encode(), MNT_DETACH)
+        return False
+    return True
+
+
+def _enter_pid_namespace(libc, report):
+    """After ``unshare(CLONE_NEWPID)``: fork the namespace's init, which forks the process that runs code.
+
+    Three processes: the one the host started (outside the namespace) waits for the init and mirrors how the code
+    process ended (a signal death becomes its own, so the host sees SIGXCPU and the like); the init (PID 1: signals
+    from inside the namespace cannot reach it, and when it dies the kernel kills everything in the namespace) mounts
+    a private /proc and waits; the code process (PID 2) returns from here and runs the worker. Both waiting
+    processes give the protocol pipes up at once, so the host sees end-of-file as soon as the code process dies.
+    Neither ever runs model-written code.
+    """
+    init = os.fork()
+    if init:
+        code = _supervise(init)
+        _exit_like(code)
+    # PID 1 of the new namespace; dies if the host-side process dies (a SIGKILL from the parent namespace)
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    if report["mountns"]:
+        report["private_proc"] = _mount(libc, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    worker = os.fork()
+    if worker:
+        os._exit(_supervise(worker))
+    libc.prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
+    report["pidns"] = os.getpid() != report["pid"]
+
+
+def _supervise(child):
+    """Give up the protocol pipes, reap every child (an init inherits orphans), return how ``child`` ended."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 1
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1
+
+
+def _exit_like(code):
+    """Exit the way the code process did: by the same signal (default action, no core: RLIMIT_CORE is 0)."""
+    import signal
+
+    if code > 128:
+        sig = code - 128
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [sig])
+            os.kill(os.getpid(), sig)
+        except (OSError, ValueError, RuntimeError):
+            pass
+    os._exit(code)
 
 
 def _jail_late(cfg, report):
@@ -192,8 +337,10 @@ MODULE_NAMES = {
     "bisect": "bisect bisect_left bisect_right insort insort_left insort_right",
     "textwrap": "wrap fill dedent indent shorten",
     "copy": "copy deepcopy",
-    # datetime's C strftime imports `time` through the sandbox's __import__ and calls time.strftime
-    "time": "strftime",
+    # clocks and conversions, no sleep (a call's wall-clock time is limited); datetime's C strftime also imports
+    # `time` through the sandbox's __import__ and calls time.strftime
+    "time": "time time_ns perf_counter perf_counter_ns monotonic monotonic_ns process_time process_time_ns "
+    "gmtime localtime mktime strftime asctime ctime struct_time timezone altzone daylight tzname",
 }
 # Modules made only of C functions and numbers: every public name is safe to hand out.
 ALL_PUBLIC = ("math", "cmath", "itertools", "unicodedata")

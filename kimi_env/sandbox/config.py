@@ -22,8 +22,14 @@ class SandboxConfig:
         user: Account to run workers as when the host is root (``"nobody"``), a numeric uid, or None to keep root
             (not recommended). Ignored when the host is not root.
         isolate_network: Unshare a network namespace (no interfaces) at worker start-up.
-        require_isolation: Refuse to run code when network isolation or the privilege drop did not take effect
-            (otherwise they are best effort and reported in ``PythonTool.jail_report``).
+        isolate_processes: Run the code in its own PID namespace (it sees and can signal no other process; the
+            namespace dies with the worker) when the kernel allows it.
+        private_tmp: Give the worker its own mount namespace with a small tmpfs over ``/tmp``, ``/var/tmp`` and
+            ``/dev/shm`` (nothing it writes there reaches the host or another worker) when the kernel allows it.
+        tmp_mb: Size of each private tmpfs (MiB).
+        require_isolation: Refuse to run code when a requested isolation (network, process or ``/tmp`` namespace)
+            or the privilege drop did not take effect (otherwise they are best effort and reported in
+            ``PythonTool.jail_report``).
         recursion_limit: ``sys.setrecursionlimit`` in the worker.
         max_source_chars: Longest code accepted.
         max_stdout_chars: Printed text kept per call; printing more stops the code with status ``resource_limit``.
@@ -37,6 +43,8 @@ class SandboxConfig:
         min_idle: Warm workers kept ready for the next episode.
         max_idle: Idle workers kept at most; extra released workers are stopped.
         max_workers: Workers alive at most per pool (leased + idle + starting); further acquisitions wait.
+        idle_timeout_s: Idle workers unused for this many seconds are stopped (the pool shrinks to zero while
+            nobody calls; the next call starts a worker again). 0 keeps them until the last tool closes.
         plain_python: TEST ONLY. Run ordinary Python (no RestrictedPython) so tests can check that the process jail
             alone contains hostile code. Never enable for model-written code.
     """
@@ -48,6 +56,9 @@ class SandboxConfig:
     max_processes: int = 1
     user: str | int | None = "nobody"
     isolate_network: bool = True
+    isolate_processes: bool = True
+    private_tmp: bool = True
+    tmp_mb: int = 16
     require_isolation: bool = False
     recursion_limit: int = 1000
     max_source_chars: int = 20_000
@@ -61,13 +72,14 @@ class SandboxConfig:
     min_idle: int = 1
     max_idle: int = 4
     max_workers: int = 64
+    idle_timeout_s: float = 60.0
     plain_python: bool = False
 
     def __post_init__(self) -> None:
         positive = [
             "memory_mb", "cpu_per_call_s", "file_size_mb", "max_open_files", "max_processes", "recursion_limit",
             "max_source_chars", "max_stdout_chars", "max_value_chars", "max_error_chars", "max_reply_bytes",
-            "start_timeout_s", "max_calls_per_worker", "max_workers", "recycle_timeout_s",
+            "start_timeout_s", "max_calls_per_worker", "max_workers", "recycle_timeout_s", "tmp_mb",
         ]  # fmt: skip
         for name in positive:
             value = getattr(self, name)
@@ -83,6 +95,12 @@ class SandboxConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidArgumentError(f"SandboxConfig.{name} must be an int >= 0, got {value!r}.")
+        value = self.idle_timeout_s
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise InvalidArgumentError(
+                f"SandboxConfig.idle_timeout_s must be seconds >= 0 (0: never shrink while a tool is open), "
+                f"got {value!r}."
+            )
         if self.min_idle > self.max_idle:
             raise InvalidArgumentError(
                 f"SandboxConfig.min_idle ({self.min_idle}) must be <= max_idle ({self.max_idle})."

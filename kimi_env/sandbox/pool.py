@@ -6,6 +6,11 @@ One :class:`WorkerPool` per (process, :class:`SandboxConfig`), living on kimi_en
 started ahead of demand, replaces a worker after a kill, a crash, or ``max_calls_per_worker`` calls, and stops every
 worker at :meth:`WorkerPool.aclose` or interpreter exit (``atexit``). Workers also exit by themselves when the host
 dies (their stdin closes).
+
+The pool shrinks by itself: tools :meth:`~WorkerPool.attach` to it on their first call and
+:meth:`~WorkerPool.detach` when they close (or are garbage-collected); when the last one detaches, every idle worker
+is stopped and none is started ahead of demand until a tool attaches again. Idle workers unused for
+``idle_timeout_s`` seconds are stopped too, so a pool nobody calls holds no process and no directory.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class Worker:
         self.workdir = workdir
         self.config = config
         self.calls = 0
+        self.idle_since = 0.0  # loop time the worker was last parked idle
         self.cpu_total_s = 0.0
         self.jail: dict[str, Any] = {}
         self.dead = False
@@ -187,7 +193,11 @@ class WorkerPool:
         self._cond: asyncio.Condition | None = None
         self._tasks: set[asyncio.Task] = set()
         self.started_pids: list[int] = []  # every worker this pool ever started (tests check none is left)
+        self.started_workdirs: list[str] = []  # and its directory (tests check none is left)
         self.closed = False
+        self._users: set[object] = set()  # tokens of the tools attached (see attach/detach)
+        self._quiet = False  # the last user detached: keep nothing warm until one attaches again
+        self._janitor: asyncio.Task | None = None
         self._uid, self._gid = _resolve_user(config.user)
         self._lib = _restricted_python_dir()
 
@@ -198,8 +208,44 @@ class WorkerPool:
     def stats(self) -> dict[str, int]:
         return {
             "idle": len(self._idle), "alive": len(self._all), "starting": self._starting,
-            "recycling": self._recycling,
+            "recycling": self._recycling, "users": len(self._users),
         }  # fmt: skip
+
+    # -- users ----------------------------------------------------------------------------------------------------
+    def attach(self, token: object) -> None:
+        """Count a user (a tool) of the pool; while one is attached, ``min_idle`` workers are kept warm."""
+        self._users.add(token)
+        self._quiet = False
+
+    def detach(self, token: object) -> None:
+        """Forget a user; when none is left, stop every idle worker (leased ones go when they are released)."""
+        self._users.discard(token)
+        if self._users or self.closed:
+            return
+        self._quiet = True
+        for worker in list(self._idle):
+            self._idle.remove(worker)
+            worker.kill("no tool uses the pool any more")
+
+    def _park(self, worker: Worker) -> None:
+        """Put a started, clean worker on the idle list (and make sure the idle janitor runs)."""
+        worker.idle_since = asyncio.get_running_loop().time()
+        self._idle.append(worker)
+        if self.config.idle_timeout_s > 0 and (self._janitor is None or self._janitor.done()):
+            self._janitor = asyncio.get_running_loop().create_task(self._shrink_when_idle())
+
+    async def _shrink_when_idle(self) -> None:
+        """Stop idle workers that nobody leased for ``idle_timeout_s`` seconds; return when none is idle."""
+        limit = self.config.idle_timeout_s
+        loop = asyncio.get_running_loop()
+        while self._idle and not self.closed:
+            oldest = min(w.idle_since for w in self._idle)
+            await asyncio.sleep(max(0.0, oldest + limit - loop.time()) + 0.01)
+            now = loop.time()
+            for worker in list(self._idle):
+                if now - worker.idle_since >= limit:
+                    self._idle.remove(worker)
+                    worker.kill(f"idle for {limit:g} s")
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
@@ -215,6 +261,7 @@ class WorkerPool:
     async def _start(self) -> Worker:
         cfg = self.config
         workdir = tempfile.mkdtemp(prefix="kimi-py-")
+        self.started_workdirs.append(workdir)
         try:
             os.chmod(workdir, 0o700)
             if self._uid is not None:
@@ -264,6 +311,10 @@ class WorkerPool:
             missing = []
             if cfg.isolate_network and not worker.jail.get("netns"):
                 missing.append("network namespace (needs root or unprivileged user namespaces)")
+            if cfg.isolate_processes and not worker.jail.get("pidns"):
+                missing.append("PID namespace (needs root or unprivileged user namespaces)")
+            if cfg.private_tmp and not worker.jail.get("private_tmp"):
+                missing.append("private /tmp (a mount namespace with a tmpfs; needs root or user namespaces)")
             if os.geteuid() == 0 and not worker.jail.get("dropped_privileges"):
                 missing.append("privilege drop (set SandboxConfig.user to an unprivileged account)")
             if missing:
@@ -302,10 +353,10 @@ class WorkerPool:
             worker = await self._start_counted()
         except Exception:  # noqa: BLE001 - a failed background start shows up at the next acquire
             return
-        if self.closed:
-            worker.kill("pool closed")
+        if self.closed or self._quiet:
+            worker.kill("pool closed" if self.closed else "no tool uses the pool any more")
             return
-        self._idle.append(worker)
+        self._park(worker)
         cond = self._condition()
         async with cond:
             cond.notify_all()
@@ -314,6 +365,7 @@ class WorkerPool:
         cfg = self.config
         while (
             not self.closed
+            and not self._quiet
             and len(self._idle) + self._starting < cfg.min_idle
             and len(self._all) + self._starting < cfg.max_workers
         ):
@@ -363,6 +415,7 @@ class WorkerPool:
         keep = (
             reusable
             and not self.closed
+            and not self._quiet
             and worker.alive
             and worker.calls < cfg.max_calls_per_worker
             and worker.cpu_total_s < cfg.cpu_per_call_s * cfg.max_calls_per_worker
@@ -392,9 +445,12 @@ class WorkerPool:
             pass  # timed out, crashed or broke the protocol: request() killed it
         finally:
             self._recycling -= 1
-            keep = clean and not self.closed and worker.alive and len(self._idle) < self.config.max_idle
+            keep = (
+                clean and not self.closed and not self._quiet and worker.alive
+                and len(self._idle) < self.config.max_idle
+            )  # fmt: skip
             if keep:
-                self._idle.append(worker)
+                self._park(worker)
             else:
                 worker.kill("not clean after its episode" if not clean else "released")
             if not self.closed:
@@ -408,7 +464,7 @@ class WorkerPool:
         target = self.config.min_idle if n is None else min(n, self.config.max_idle)
         while len(self._idle) < target and len(self._all) + self._starting < self.config.max_workers:
             worker = await self._start_counted()
-            self._idle.append(worker)
+            self._park(worker)
 
     # -- shutdown -------------------------------------------------------------------------------------------------
     def kill_all(self) -> None:
@@ -423,6 +479,8 @@ class WorkerPool:
         """Stop every worker and wait until they are gone."""
         self.kill_all()
         self._idle.clear()
+        if self._janitor is not None:
+            self._janitor.cancel()
         procs = [w.proc for w in list(self._all.values())]
         if procs:
             await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs], timeout=5)

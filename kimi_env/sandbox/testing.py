@@ -31,34 +31,64 @@ def _proc_table() -> list[dict[str, Any]]:
     return rows
 
 
-def leaked_processes(wait_s: float = 3.0, uid: int | None = 65534) -> list[dict[str, Any]]:
-    """Processes started by a sandbox (in a worker's session or group, or a child running as ``uid``) that no pool
-    of this process owns any more.
+def _owner(row: dict[str, Any], started: set[int], parent: dict[int, int]) -> int | None:
+    """The started worker a process belongs to (by session, group, or ancestry), else None."""
+    for key in ("session", "pgrp"):
+        if row[key] in started:
+            return row[key]
+    pid, hops = row["pid"], 0
+    while pid in parent and hops < 64:  # a process that left the session (setsid) still has ancestors
+        if pid in started:
+            return pid
+        pid, hops = parent[pid], hops + 1
+    return None
 
-    Killed processes take a moment to disappear, so this retries for ``wait_s`` seconds. Zombies are ignored.
+
+def leaked_processes(wait_s: float = 10.0, uid: int | None = 65534) -> list[dict[str, Any]]:
+    """Processes started by a sandbox that no live worker of this process's pools accounts for.
+
+    A worker is the process a pool started plus, inside a PID namespace, that namespace's init and the process
+    that runs the code (both in the worker's session, and its descendants): they count while the worker is alive.
+    Also reported: a child of this process running as ``uid`` (other test processes' workers are not ours, so the
+    uid alone is not enough). Killed processes take a moment to disappear, so this retries for ``wait_s`` seconds.
+    Zombies are ignored.
     """
     deadline = time.monotonic() + wait_s
     while True:
         me = os.getpid()
         pools = all_pools()
         started = {pid for pool in pools for pid in pool.started_pids}
-        table = _proc_table()
+        table = [row for row in _proc_table() if row["state"] != "Z"]
         live = {pid for pool in pools for pid in pool.live_pids()}  # read after the table: new workers count
-        leaked = [
-            row
-            for row in table
-            if row["state"] != "Z"
-            and row["pid"] not in live
-            and (
-                row["session"] in started
-                or row["pgrp"] in started
-                # a child of a worker or of this process running as the sandbox uid (other test processes'
-                # workers are not ours, so the uid alone is not enough)
-                or (uid is not None and row["uid"] == uid and (row["ppid"] in started or row["ppid"] == me))
-            )
-        ]
+        parent = {row["pid"]: row["ppid"] for row in table}
+
+        leaked = []
+        for row in table:
+            worker = _owner(row, started, parent)
+            if worker is not None:
+                if worker not in live:
+                    leaked.append(row)
+            elif uid is not None and row["uid"] == uid and row["ppid"] == me:
+                leaked.append(row)
         if not leaked or time.monotonic() > deadline:
             return leaked
+        time.sleep(0.05)
+
+
+def worker_stopped(pid: int, wait_s: float = 20.0) -> bool:
+    """True once no pool lists ``pid`` as a live worker and the process is gone (or a zombie); polls ``wait_s``."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        listed = any(pid in pool.live_pids() for pool in all_pools())
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                running = f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            running = False
+        if not listed and not running:
+            return True
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
 
 
@@ -72,13 +102,12 @@ def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
 
 
 def check_postconditions(tool: Any, sentinel_dir: Path | None = None, before: dict | None = None) -> None:
-    """Assert: the host is alive, the next call works fast, no worker process leaked, nothing changed outside."""
+    """Assert: the host is alive, the next call works (within the tool's own limit, on a worker that answers), no
+    worker process leaked, nothing changed outside. How fast the next call is lives in benchmarks/bench_python.py
+    (a timing here would depend on the machine's load)."""
     cwd = os.getcwd()
-    start = time.perf_counter()
     result = tool.call(code="print(1+1)")
-    elapsed = time.perf_counter() - start
     assert result.ok and result.content.splitlines()[-1] == "2", f"next call failed after the attack: {result}"
-    assert elapsed < 2.0, f"next call took {elapsed:.2f} s after the attack (expected < 2 s)"
     leaked = leaked_processes()
     assert not leaked, f"sandbox processes left behind: {leaked}"
     assert os.getcwd() == cwd

@@ -7,9 +7,11 @@ Semantics (documented for the model in the schema, for people in ``docs/sandbox.
   next call starts a fresh namespace, with ``random`` re-seeded to the tool's seed, so the same code at the same
   position of an episode prints the same thing. ``persistent=False`` gives a fresh namespace at every call.
 * **One worker per episode, shared pool per process.** An episode leases one worker from the process-wide pool of
-  its :class:`~kimi_env.sandbox.SandboxConfig` on its first call and gives it back at ``reset``/``close``; episodes
-  never share a namespace. Constructing a tool starts nothing; the first call starts a worker (about 0.1-0.3 s) and
-  the pool then keeps ``min_idle`` workers warm.
+  its :class:`~kimi_env.sandbox.SandboxConfig` on its first call and gives it back when the episode ends
+  (:meth:`PythonTool.on_episode_end`), at ``reset`` or at ``close``; episodes never share a namespace. Constructing a
+  tool starts nothing; the first call starts a worker (about 0.1-0.3 s) and the pool then keeps ``min_idle``
+  workers warm while any tool is open, stops idle workers after ``idle_timeout_s``, and stops them all when the
+  last tool closes.
 * **Limits.** A call that runs longer than ``timeout`` seconds is killed from outside (its worker and the episode's
   variables are lost; the next call says so). Memory, CPU, output and source size are capped (see the config).
 * **Result.** What the code printed, then the ``repr`` of the last expression's value (if it is not None). Errors
@@ -29,6 +31,13 @@ from .. import aio
 from ..errors import InvalidArgumentError
 from ..sandbox.config import SandboxConfig
 from .base import Tool, ToolResult, truncate
+
+try:  # h-env's Tool base: a call's timeout counts from this mark, not from the wait for a worker lease
+    from .base import execution_started
+except ImportError:  # a base without queue-aware timeouts: the call is timed from the start of run()
+
+    def execution_started() -> None:
+        return None
 
 MAX_SOURCE_CHARS = 20_000
 
@@ -51,11 +60,27 @@ def _mask_addresses(text: str) -> str:
     return _ADDRESS.sub(" at 0x...>", text)
 
 
-def _kill_leased(box: list) -> None:  # weakref.finalize callback: must not reference the tool
+def _kill_leased(box: list, attached: list) -> None:  # weakref.finalize callback: must not reference the tool
     worker = box[0]
     box[0] = None
     if worker is not None:
         worker.kill("tool garbage-collected")
+    _detach(attached)
+
+
+def _detach(attached: list) -> None:
+    """Tell the pool this tool no longer uses it (``attached`` = [pool, token] or [None, token])."""
+    pool, token = attached
+    attached[0] = None
+    if pool is None:
+        return
+    loop = aio._loop  # the pool lives on this loop; never start a new one just to detach (e.g. at exit)
+    if loop is None or loop.is_closed():
+        return
+    try:
+        loop.call_soon_threadsafe(pool.detach, token)
+    except RuntimeError:  # loop closed meanwhile (interpreter exit): the atexit hook kills the workers
+        pass
 
 
 class PythonTool(Tool):
@@ -72,6 +97,7 @@ class PythonTool(Tool):
     """
 
     name = "python"
+    queues = True  # a call may wait for a worker lease (max_workers); it marks execution_started() once leased
     param_constraints = {"code": {"minLength": 1, "maxLength": MAX_SOURCE_CHARS}}
 
     def __init__(
@@ -109,8 +135,10 @@ class PythonTool(Tool):
         self._calls_on_worker = 0
         self._state_lost = False
         self._lock: asyncio.Lock | None = None
+        self._release_after_call = False
         self._jail: dict[str, Any] = {}
-        self._finalizer = weakref.finalize(self, _kill_leased, self._lease)
+        self._attached: list = [None, object()]  # [the pool this tool counts as a user of, this tool's token]
+        self._finalizer = weakref.finalize(self, _kill_leased, self._lease, self._attached)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     @property
@@ -127,7 +155,40 @@ class PythonTool(Tool):
         self._state_lost = False
         self._give_back()
 
+    def on_episode_end(self) -> None:
+        """The episode ended (answer, truncation): give the worker back now, not at the next ``reset``.
+
+        The environment calls this hook when an episode ends, so a finished episode does not hold a worker while
+        the trainer generates other episodes' turns. The episode's variables go with the lease; a later call (there
+        should be none before ``reset``) starts a fresh namespace.
+        """
+        self._give_back()
+
+    def _attach(self, pool: Any) -> None:
+        if self._attached[0] is pool:
+            return
+        if self._attached[0] is not None:
+            _detach(self._attached)
+        self._attached[0] = pool
+        pool.attach(self._attached[1])
+
     def _give_back(self) -> None:
+        """End the lease (from any thread). Decided on the background loop, in order with the calls: a call still
+        running keeps its worker until it returns (ending an episode never kills the call in flight)."""
+        if self._lock is None and self._lease[0] is None:  # never called: nothing to give back
+            return
+        try:
+            aio.get_loop().call_soon_threadsafe(self._end_lease)
+        except RuntimeError:  # loop closed (interpreter exit): just kill
+            worker, self._lease[0] = self._lease[0], None
+            if worker is not None:
+                worker.kill("released")
+
+    def _end_lease(self, call_done: bool = False) -> None:  # on the background loop
+        if not call_done and self._lock is not None and self._lock.locked():
+            self._release_after_call = True  # run() gives the worker back when the call in flight returns
+            return
+        self._release_after_call = False
         worker = self._lease[0]
         self._lease[0] = None
         self._calls_on_worker = 0
@@ -135,21 +196,24 @@ class PythonTool(Tool):
             return
         from ..sandbox.pool import get_pool
 
-        pool = get_pool(self.config)
         reusable = not self.config.plain_python  # plain-python workers may have been tampered with
-        try:
-            aio.get_loop().call_soon_threadsafe(pool.release, worker, reusable)
-        except RuntimeError:  # loop closed (interpreter exit): just kill
-            worker.kill("released")
+        get_pool(self.config).release(worker, reusable)
 
     async def aclose(self) -> None:
+        """Give the worker back and stop counting as a user of the pool (the last tool to close empties it)."""
         self._give_back()
+        _detach(self._attached)
 
     async def warmup(self) -> None:
         """Start the pool's warm workers now instead of at the first call (optional)."""
         from ..sandbox.pool import get_pool
 
-        await aio.arun(get_pool(self.config).warm())
+        async def warm() -> None:
+            pool = get_pool(self.config)
+            self._attach(pool)
+            await pool.warm()
+
+        await aio.arun(warm())
 
     # -- the call -------------------------------------------------------------------------------------------------
     async def run(self, code: str) -> ToolResult:
@@ -157,7 +221,8 @@ class PythonTool(Tool):
 
         Variables, functions and imports persist between calls in the same episode, like notebook cells.
         Available modules: math, cmath, statistics, random (seeded), itertools, functools, operator, collections,
-        heapq, bisect, re, json, string, textwrap, unicodedata, datetime, fractions, decimal, copy.
+        heapq, bisect, re, json, string, textwrap, unicodedata, datetime, time (clocks, no sleep), fractions,
+        decimal, copy.
         There is no file, network or process access. Names starting with "_" and str.format are not available
         (use f-strings). Each call is limited in time, memory and printed output.
 
@@ -171,7 +236,11 @@ class PythonTool(Tool):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # calls of one episode run in order, one at a time
-            return await self._run_locked(code)
+            try:
+                return await self._run_locked(code)
+            finally:
+                if self._release_after_call:  # the episode ended while this call ran
+                    self._end_lease(call_done=True)
 
     async def _run_locked(self, code: str) -> ToolResult:
         from ..sandbox.pool import WorkerError, get_pool
@@ -183,6 +252,7 @@ class PythonTool(Tool):
                 PythonStatus.RESOURCE_LIMIT,
             )
         pool = get_pool(self.config)
+        self._attach(pool)
         start = time.perf_counter()
         notes: list[str] = []
         worker = self._lease[0]
@@ -207,6 +277,7 @@ class PythonTool(Tool):
                     "and imports defined before are gone."
                 )
                 self._state_lost = False
+        execution_started()  # the lease is held: the work (and its timeout) starts now
         meta: dict[str, Any] = {"worker_pid": worker.pid}
         try:
             reply = await worker.request(
