@@ -24,7 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("path", metavar="PATH", help="a .jsonl file or a directory of saved .html pages")
     imp.add_argument("--out", required=True, metavar="DIR", help="corpus directory to write")
     imp.add_argument("--name", default=None, help="corpus name for the manifest (default: DIR's name)")
-    imp.add_argument("--base-url", default=None, help="URL prefix for HTML pages without a canonical URL")
+    imp.add_argument(
+        "--base-url",
+        default=None,
+        help="URL prefix for HTML pages that declare no URL (default: https://offline.invalid/ + the file's path)",
+    )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing corpus at DIR")
     imp.add_argument(
         "--on-duplicate", choices=("error", "first", "last"), default="error", help="what to do with repeated URLs"
@@ -48,9 +52,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .importers import import_path  # noqa: PLC0415
 
     start = time.perf_counter()
+    report: dict = {}
     try:
         corpus = Corpus.build(
-            import_path(args.path, base_url=args.base_url),
+            import_path(args.path, base_url=args.base_url, report=report),
             args.out,
             name=args.name,
             overwrite=args.overwrite,
@@ -63,6 +68,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"Wrote {len(corpus)} documents to {corpus.path} (content hash {corpus.content_hash[:16]}) "
         f"in {time.perf_counter() - start:.1f} s."
     )
+    if report.get("derived"):
+        how = "given with --base-url" if args.base_url else "the placeholder host; pass --base-url for real URLs"
+        print(
+            f"{report['derived']} of {report['files']} pages declare no URL (<link rel=canonical>, <base href>, og:url): "
+            f"their URLs are their file paths under {report['base_url']} ({how})."
+        )
     if args.index:
         from .index import BM25Index  # noqa: PLC0415
 

@@ -2,22 +2,26 @@
 
 * :func:`import_jsonl`: one JSON object a line with ``url``, ``title`` and ``text`` or ``html`` (optional ``links``).
 * :func:`import_html_dir`: a directory of saved HTML pages; each page's URL comes from ``<link rel=canonical>``,
-  ``<base href>`` or ``og:url``, else ``base_url`` + its path relative to the directory.
+  ``<base href>`` or ``og:url``, else ``base_url`` (default :data:`DEFAULT_BASE_URL`) + its path relative to the
+  directory; links between the files by relative path are mapped to the URLs the files got.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, unquote, urldefrag, urljoin
 
 from .corpus import CorpusError
 from .document import Document
+from .text import MAX_HTML_CHARS, MAX_TEXT_CHARS
 
-__all__ = ["import_jsonl", "import_html_dir", "import_path", "decode_html_bytes"]
+__all__ = ["import_jsonl", "import_html_dir", "import_path", "decode_html_bytes", "DEFAULT_BASE_URL"]
 
 _JSONL_FIX = (
     'Fix: write one JSON object per line, e.g. {"url": "https://example.test/a", "title": "A", "text": "..."} '
@@ -117,13 +121,29 @@ def decode_html_bytes(data: bytes, declared: str | None = None) -> str:
         return data.decode("cp1252", errors="replace")
 
 
-def import_html_dir(directory: str | os.PathLike, base_url: str | None = None) -> Iterator[Document]:
+#: Where pages without a declared URL live when no ``base_url`` is given: ``.invalid`` is reserved (RFC 2606), so
+#: these URLs can never mean a real site.
+DEFAULT_BASE_URL = "https://offline.invalid/"
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.I)
+
+
+def import_html_dir(
+    directory: str | os.PathLike, base_url: str | None = None, *, report: dict | None = None
+) -> Iterator[Document]:
     """Yield one document per ``*.html`` / ``*.htm`` file under ``directory`` (sorted, recursive).
+
+    Each page's URL is the one it declares (``<link rel=canonical>``, ``<base href>``, ``og:url``); a page without
+    one gets ``base_url`` (default :data:`DEFAULT_BASE_URL`) joined with its path relative to ``directory``
+    (``index.html`` maps to the folder). Links between the imported files by relative path (``animals/okapi.html``)
+    are rewritten, in the stored HTML and in :attr:`Document.links`, to the URL the linked file got, so they work
+    even when that file declared a canonical URL elsewhere.
 
     Args:
         directory: Saved pages.
-        base_url: Used for pages without ``<link rel=canonical>``, ``<base href>`` or ``og:url``: the page URL is
-            ``base_url`` joined with the file's path relative to ``directory`` (``index.html`` maps to the folder).
+        base_url: URL prefix for pages that declare no URL.
+        report: If given, filled before the first document is yielded: ``files``, ``derived`` (pages whose URL came
+            from their path), ``base_url`` (the prefix used).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -131,50 +151,118 @@ def import_html_dir(directory: str | os.PathLike, base_url: str | None = None) -
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".html", ".htm"))
     if not files:
         raise CorpusError(f"{root} holds no .html or .htm files. Fix: point at the folder of saved pages.")
+    prefix = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/"
+    if not prefix.startswith(("http://", "https://")):
+        raise CorpusError(f"base_url must be an absolute http(s) URL, got {base_url!r}. Fix: e.g. https://site.example/")
+    # Pass 1: every file's URL (only the head of each page is parsed), so links between files can be mapped.
+    urls: dict[str, str] = {}
+    declared: set[str] = set()  # files whose URL is not their path under the prefix
     for file in files:
-        yield _html_file_document(file, root, base_url)
+        rel = file.relative_to(root).as_posix()
+        url = _head_url(file)
+        if url is None:
+            url = _path_url(prefix, rel)
+        else:
+            declared.add(rel)
+        urls[rel] = url
+    if report is not None:
+        report.update(files=len(files), derived=len(files) - len(declared), base_url=prefix)
+    # Pass 2: the documents.
+    links = _LocalLinks(urls, declared)
+    for file in files:
+        rel = file.relative_to(root).as_posix()
+        yield _html_file_document(file, rel, links)
 
 
-def _html_file_document(file: Path, root: Path, base_url: str | None) -> Document:
-    from bs4 import BeautifulSoup  # noqa: PLC0415
+def _path_url(prefix: str, rel: str) -> str:
+    if rel == "index.html" or rel.endswith("/index.html"):
+        rel = rel[: -len("index.html")]
+    return urljoin(prefix, quote(rel))
 
-    from .text import render_html  # noqa: PLC0415
+
+def _head_url(file: Path) -> str | None:
+    from .text import declared_url  # noqa: PLC0415
+
+    with file.open("rb") as fh:
+        data = fh.read(65536)
+    cut = data.rfind(b">")
+    if len(data) == 65536 and cut > 0:  # never decode half a character
+        data = data[: cut + 1]
+    return declared_url(decode_html_bytes(data))
+
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_PLAIN_HREF = re.compile(r"(?!\.\.?/)(?!.*/\.\.?/)[A-Za-z0-9_~/-][A-Za-z0-9._~/-]*(#[^\s]*)?")  # no dot segments
+
+
+class _LocalLinks:
+    """Maps relative links between imported files to the URLs those files got."""
+
+    def __init__(self, urls: dict[str, str], declared: set[str]) -> None:
+        self.urls = urls
+        self.declared = declared
+
+    def target(self, href: str, rel: str) -> tuple[str, str] | None:
+        """(file, URL with the link's fragment) of the imported file that relative ``href`` in file ``rel`` names."""
+        href = html_lib.unescape(href).strip()
+        if not href or href.startswith(("#", "//")) or _SCHEME.match(href):
+            return None
+        path, sep, fragment = href.partition("#")
+        path = path.split("?", 1)[0]
+        if not path:
+            return None
+        path = unquote(path)
+        joined = path.lstrip("/") if path.startswith("/") else posixpath.join(posixpath.dirname(rel), path)
+        target = posixpath.normpath(joined)
+        if target == ".." or target.startswith("../"):
+            return None
+        for candidate in (target, posixpath.join(target, "index.html"), target + ".html"):
+            url = self.urls.get(candidate)
+            if url is not None:
+                return candidate, url + (sep + fragment if fragment else "")
+        return None
+
+    def rewrite(self, html: str, url: str, rel: str) -> str:
+        """``html`` with each ``<a href>`` naming an imported file set to that file's URL, where plain resolution
+        against the page URL would miss it (a canonical URL elsewhere, ``dir/index.html`` stored as ``dir/``)."""
+
+        def fix(m: re.Match) -> str:
+            value = next(g for g in m.groups()[1:] if g is not None)
+            found = self.target(value, rel)
+            if found is None:
+                return m.group(0)
+            target_rel, target = found
+            both_paths = rel not in self.declared and target_rel not in self.declared
+            if both_paths and not target_rel.endswith("index.html") and _PLAIN_HREF.fullmatch(value):
+                return m.group(0)  # both URLs are file paths under the prefix: plain resolution already works
+            try:
+                plain = urldefrag(urljoin(url, html_lib.unescape(value).strip()))[0]
+            except ValueError:
+                plain = None
+            if plain == urldefrag(target)[0]:
+                return m.group(0)
+            return f'{m.group(1)}"{html_lib.escape(target)}"'
+
+        return _HREF.sub(fix, html)
+
+
+def _html_file_document(file: Path, rel: str, links: _LocalLinks) -> Document:
+    from .text import remember, render_html  # noqa: PLC0415
 
     html = decode_html_bytes(file.read_bytes())
-    url = _declared_url(BeautifulSoup(html[:200_000], "lxml"))
-    if url is None:
-        if not base_url:
-            raise CorpusError(
-                f"{file}: no <link rel=canonical>, <base href> or og:url, so its URL is unknown. "
-                "Fix: pass base_url (CLI: --base-url https://site.example/) to derive URLs from file paths."
-            )
-        rel = file.relative_to(root).as_posix()
-        if rel == "index.html" or rel.endswith("/index.html"):
-            rel = rel[: -len("index.html")]
-        url = urljoin(base_url.rstrip("/") + "/", quote(rel))
+    url = links.urls[rel]
+    if len(links.urls) > 1 and "href" in html:
+        html = links.rewrite(html, url, rel)
     page = render_html(html, url, number_links=False)
+    remember((html, url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS), page)
     return Document(url, page.title or file.stem, html=html, links=page.links)
 
 
-def _declared_url(soup: object) -> str | None:
-    candidates = [
-        ("link", {"rel": "canonical"}, "href"),
-        ("base", {}, "href"),
-        ("meta", {"property": "og:url"}, "content"),
-    ]
-    for tag_name, attrs, attr in candidates:
-        tag = soup.find(tag_name, attrs=attrs)  # type: ignore[attr-defined]
-        value = tag.get(attr) if tag is not None else None
-        if isinstance(value, str) and value.strip().startswith(("http://", "https://")):
-            return value.strip()
-    return None
-
-
-def import_path(path: str | os.PathLike, base_url: str | None = None) -> Iterator[Document]:
-    """:func:`import_jsonl` for a ``.jsonl`` file, :func:`import_html_dir` for a directory."""
+def import_path(path: str | os.PathLike, base_url: str | None = None, *, report: dict | None = None) -> Iterator[Document]:
+    """:func:`import_jsonl` for a ``.jsonl`` file, :func:`import_html_dir` for a directory (``report`` as there)."""
     p = Path(path)
     if p.is_dir():
-        return import_html_dir(p, base_url)
+        return import_html_dir(p, base_url, report=report)
     if p.is_file() and p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         return import_jsonl(p)
     raise CorpusError(
