@@ -210,7 +210,7 @@ def test_render_budget_cuts_a_page_instead_of_stalling(base: str) -> None:
         assert r.ok and "only the beginning" not in r.content
         r = t.call(url=base + "/paragraphs")  # 44 slices: the budget stops it after the first
         assert r.ok and "only its beginning was read" in r.content, r.content
-        assert r.meta["pages"] == 1
+        assert r.meta["pages"] <= 2  # one slice of HTML, not 44
     finally:
         t.close()
 
