@@ -76,3 +76,13 @@ def test_cli_says_where_urls_came_from(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "under https://zoo.example/ (given with --base-url)" in out.stdout
     assert "https://zoo.example/animals/" in set(Corpus.open(tmp_path / "d").urls())
+
+
+def test_parallel_import_gives_the_same_documents(tmp_path: Path, monkeypatch) -> None:
+    import kimi_env.web.importers as importers
+
+    site = _site(tmp_path / "site")
+    serial = list(import_html_dir(site, workers=1))
+    monkeypatch.setattr(importers, "PARALLEL_MIN_FILES", 1)
+    parallel = list(import_html_dir(site, workers=2))
+    assert parallel == serial

@@ -15,6 +15,7 @@ import posixpath
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urldefrag, urljoin
 
 from .corpus import CorpusError
@@ -129,7 +130,11 @@ _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s>"']
 
 
 def import_html_dir(
-    directory: str | os.PathLike, base_url: str | None = None, *, report: dict | None = None
+    directory: str | os.PathLike,
+    base_url: str | None = None,
+    *,
+    report: dict | None = None,
+    workers: int | None = None,
 ) -> Iterator[Document]:
     """Yield one document per ``*.html`` / ``*.htm`` file under ``directory`` (sorted, recursive).
 
@@ -144,6 +149,8 @@ def import_html_dir(
         base_url: URL prefix for pages that declare no URL.
         report: If given, filled before the first document is yielded: ``files``, ``derived`` (pages whose URL came
             from their path), ``base_url`` (the prefix used).
+        workers: Processes that parse pages (default: the usable CPU cores, at most 4; folders of fewer than
+            :data:`PARALLEL_MIN_FILES` pages are parsed in this process). Documents come out in file order either way.
     """
     root = Path(directory)
     if not root.is_dir():
@@ -169,9 +176,56 @@ def import_html_dir(
         report.update(files=len(files), derived=len(files) - len(declared), base_url=prefix)
     # Pass 2: the documents.
     links = _LocalLinks(urls, declared)
-    for file in files:
-        rel = file.relative_to(root).as_posix()
-        yield _html_file_document(file, rel, links)
+    items = [(str(file), file.relative_to(root).as_posix()) for file in files]
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1 or len(items) < PARALLEL_MIN_FILES:
+        for file, rel in items:
+            yield _html_file_document(Path(file), rel, links)
+    else:
+        yield from _parallel_documents(items, links, workers)
+
+
+#: Folders with fewer pages than this are imported in one process (starting workers would cost more).
+PARALLEL_MIN_FILES = 64
+_worker_links: _LocalLinks | None = None
+
+
+def _init_worker(links: _LocalLinks) -> None:
+    global _worker_links
+    _worker_links = links
+
+
+def _worker_document(item: tuple[str, str]) -> tuple[Document, Any]:
+    from .text import _recent  # noqa: PLC0415
+
+    assert _worker_links is not None
+    doc = _html_file_document(Path(item[0]), item[1], _worker_links)
+    page = _recent.get((doc.html, doc.url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS))
+    _recent.clear()
+    return doc, page
+
+
+def _parallel_documents(items: list[tuple[str, str]], links: _LocalLinks, workers: int) -> Iterator[Document]:
+    """The documents of ``items``, parsed by ``workers`` processes, yielded in order (a bounded window in flight)."""
+    import multiprocessing  # noqa: PLC0415
+    from collections import deque  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    from .text import remember  # noqa: PLC0415
+
+    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(links,)) as pool:
+        pending = iter(items)
+        window: deque = deque(pool.submit(_worker_document, item) for _, item in zip(range(4 * workers), pending))
+        while window:
+            doc, page = window.popleft().result()
+            item = next(pending, None)
+            if item is not None:
+                window.append(pool.submit(_worker_document, item))
+            if page is not None:  # the corpus renders each page for its text: let it find this rendering
+                remember((doc.html, doc.url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS), page)
+            yield doc
 
 
 def _path_url(prefix: str, rel: str) -> str:
