@@ -221,6 +221,72 @@ def bench_import(site: Path, workdir: Path, baseline: bool = True) -> list[str]:
     return rows
 
 
+def bench_loop(workdir: Path, concurrent: int = 96) -> list[str]:
+    """How long the shared event loop is kept from other work while the browser renders, ours vs the old path.
+
+    A ticker on the loop wakes every millisecond and records its largest lateness (the longest stretch the loop
+    could not serve anything: the corpus server, other episodes' calls) while (a) ``concurrent`` browse calls of a
+    typical ~10 KB page run at once and (b) one 96 KB page of nested tables is browsed (issue 15: rendered inline on
+    the loop before). The old path is emulated by swapping in the old renderer the way the old browser called it
+    (inline under 200,000 characters, else in a thread).
+    """
+    import kimi_env.tools.browse as browse_mod
+    from kimi_env.web.text import arender_html
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import reference_render_bs4 as reference
+
+    async def old_render(markup, url, **_kw):
+        if len(markup) > 200_000:
+            return await asyncio.to_thread(reference.render_html, markup, url)
+        return reference.render_html(markup, url)
+
+    docs, _ = generate(200)
+    nested = "<table><tr><td>x" * 6_000
+    docs.append(Document("https://bench.test/wiki/Nested", "Nested", html=nested))
+    corpus = Corpus.build(docs, workdir / "loop", overwrite=True)
+
+    async def run(n_calls: int, url: str) -> tuple[float, float]:
+        tools = [BrowseTool(corpus) for _ in range(n_calls)]
+        await tools[0].acall(url="https://bench.test/wiki/P0")  # start the shared server
+        worst, stop = 0.0, False
+
+        async def ticker() -> None:
+            nonlocal worst
+            while not stop:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                worst = max(worst, time.perf_counter() - t - 0.001)
+
+        tick = asyncio.ensure_future(ticker())
+        s = time.perf_counter()
+        await asyncio.gather(*(t.acall(url=url) for t in tools))
+        total = time.perf_counter() - s
+        stop = True
+        await tick
+        for t in tools:
+            await t.aclose()
+        return worst, total
+
+    rows = ["| browse on the shared loop | old path (BeautifulSoup, inline < 200k chars) | ours (lxml, slices) |", "|---|---|---|"]
+    results = {}
+    for label, fn in (("old", old_render), ("ours", arender_html)):
+        browse_mod.arender_html = fn
+        try:
+            results[label] = (
+                aio.run(run(concurrent, "https://bench.test/wiki/Typical")),
+                aio.run(run(1, "https://bench.test/wiki/Nested")),
+            )
+        finally:
+            browse_mod.arender_html = arender_html
+    (o_many, o_nested), (n_many, n_nested) = results["old"], results["ours"]
+    rows.append(f"| {concurrent} concurrent calls, typical page: longest loop stall / all done | "
+                f"{o_many[0] * 1e3:.0f} ms / {o_many[1]:.2f} s | {n_many[0] * 1e3:.0f} ms / {n_many[1]:.2f} s |")
+    rows.append(f"| 1 call, {len(nested) / 1e3:.0f} KB of nested tables: longest loop stall / done | "
+                f"{o_nested[0] * 1e3:.0f} ms / {o_nested[1]:.2f} s | {n_nested[0] * 1e3:.0f} ms / {n_nested[1]:.2f} s |")
+    return rows
+
+
 def decode(data: bytes) -> str:
     from kimi_env.web.importers import decode_html_bytes
 
@@ -232,6 +298,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--site", type=Path, default=None, help="also import this folder of real HTML pages")
     parser.add_argument("--no-baseline", action="store_true", help="with --site: skip the old renderer (slow)")
+    parser.add_argument("--loop", action="store_true", help="measure event-loop stalls while browsing, old vs ours")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     args = parser.parse_args()
@@ -245,11 +312,14 @@ def main() -> int:
         if args.site is not None:
             rows += ([""] if rows else []) + bench_import(args.site, Path(tmp), baseline=not args.no_baseline)
             print("\n".join(rows), flush=True)
+        if args.loop:
+            rows += ([""] if rows else []) + bench_loop(Path(tmp))
+            print("\n".join(rows), flush=True)
     header = (
         f"\n## Offline web ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()})\n\n"
         f"Command: `.venv/bin/python benchmarks/bench_web.py --sizes {' '.join(map(str, args.sizes))} "
-        f"--queries {args.queries}{' --site ' + str(args.site) if args.site else ''}`\n\n"
+        f"--queries {args.queries}{' --site ' + str(args.site) if args.site else ''}{' --loop' if args.loop else ''}`\n\n"
     )
     text = header + "\n".join(rows) + "\n"
     if args.append:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 __all__ = ["RESULTS_PER_PAGE", "MAX_RESULTS", "web_path", "complete_url", "search_page", "browsable_page", "not_found_page"]
 
@@ -158,8 +158,3 @@ def _parser() -> Any:
     import lxml.html  # noqa: PLC0415
 
     return lxml.html.HTMLParser(encoding="utf-8", recover=True, no_network=True, huge_tree=True)
-
-
-def quote_url(url: str) -> str:
-    """``url`` percent-encoded for a ``?url=`` query value."""
-    return quote(url, safe="")
