@@ -4,7 +4,8 @@ stay on the server.
 * :func:`search_page`: the front page, a query box and, for ``?q=``, a result list (title, URL, snippet) with
   pagination, :data:`RESULTS_PER_PAGE` results a page.
 * :func:`browsable_page`: a corpus page with every link (``<a href>``, ``<img src>``, stylesheets, forms, CSS
-  ``url()``) rewritten to this server's ``/web/<scheme>/<host>/<path>`` address, its ``<base>`` removed, and a bar
+  ``url()``) rewritten to this server's ``/web/<scheme>/<host>/<path>`` address, ``srcset``/``ping`` dropped, its
+  ``<base>`` removed, and a bar
   on top with the page's real URL and a link to the search page. A link to a page that is not in the corpus still
   stays on the server and answers "not in the offline web".
 * :func:`complete_url`: the URL forms the browse tool accepts (``kimiwiki.test/wiki/X`` without a scheme gets
@@ -136,8 +137,12 @@ def browsable_page(markup: str, url: str) -> str:
         doc.make_links_absolute(url, resolve_base_href=True, handle_failures="discard")
     except ValueError:
         pass
-    for base in doc.iter("base"):
+    for base in list(doc.iter("base")):
         base.drop_tree()
+    for el in doc.iter():  # addresses rewrite_links does not know: drop them rather than let them leave the server
+        if isinstance(el.tag, str):
+            for attr in ("srcset", "ping", "imagesrcset"):
+                el.attrib.pop(attr, None)
 
     def to_server(link: str) -> str:
         return web_path(link) or link

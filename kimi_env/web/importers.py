@@ -215,7 +215,13 @@ def _parallel_documents(items: list[tuple[str, str]], links: _LocalLinks, worker
     from .text import remember  # noqa: PLC0415
 
     context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(links,)) as pool:
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(links,))
+    except (OSError, NotImplementedError, ImportError):  # no process support here (some sandboxes): one process
+        for file, rel in items:
+            yield _html_file_document(Path(file), rel, links)
+        return
+    with pool:
         pending = iter(items)
         window: deque = deque(pool.submit(_worker_document, item) for _, item in zip(range(4 * workers), pending))
         while window:
