@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import html as html_lib
 import re
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -580,15 +581,25 @@ class _RenderJob:
 #: The last few renderings (an import renders each page for its links, then the corpus renders it again for its
 #: text; the same string object makes the second lookup O(1)).
 _recent: dict[tuple, RenderedPage] = {}
+_recent_lock = threading.Lock()
 _RECENT_MAX = 8
 
 
 def remember(key: tuple, page: RenderedPage) -> None:
     """Put a rendering into the small cache of recent ones (``key`` as in :func:`render_html`)."""
-    _recent.pop(key, None)
-    _recent[key] = page
-    while len(_recent) > _RECENT_MAX:
-        _recent.pop(next(iter(_recent)))
+    with _recent_lock:
+        _recent.pop(key, None)
+        _recent[key] = page
+        while len(_recent) > _RECENT_MAX:
+            _recent.pop(next(iter(_recent)))
+
+
+def _recalled(key: tuple) -> RenderedPage | None:
+    with _recent_lock:
+        page = _recent.pop(key, None)
+        if page is not None:
+            _recent[key] = page  # most recent last
+        return page
 
 
 def render_html(
@@ -615,9 +626,10 @@ def render_html(
     in ``len(markup)``.
     """
     key = (markup, base_url, number_links, max_html_chars, max_text_chars) if cpu_budget is None else None
-    if key is not None and key in _recent:
-        _recent[key] = _recent.pop(key)  # most recent last
-        return _recent[key]
+    if key is not None:
+        cached = _recalled(key)
+        if cached is not None:
+            return cached
     job = _RenderJob(markup, base_url, number_links, max_html_chars, max_text_chars)
     used = 0.0
     while not job.done:
