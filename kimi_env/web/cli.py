@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_cmd_info)
 
-    serve = subparsers.add_parser("serve", help="serve a corpus over HTTP (pages and /search)")
+    serve = subparsers.add_parser(
+        "serve", help="serve a corpus over HTTP: a search page and browsable pages for people, /raw and /search for programs"
+    )
     serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
