@@ -396,7 +396,9 @@ class BrowseTool(Tool):
         except aiohttp.ClientError as exc:
             raise FetchError(f"the offline web server is unreachable ({type(exc).__name__}); try again.") from exc
         except asyncio.TimeoutError:
-            raise FetchError(f"the offline web server did not send {url} within {self.fetch_timeout:g} s; try again.") from None
+            raise FetchError(
+                f"the offline web server did not send {url} within {self.fetch_timeout:g} s; try again."
+            ) from None
         note = f"the page is longer than {self.max_bytes:,} bytes; only the beginning was read" if cut else ""
         markup = body.decode("utf-8", errors="replace")
         return self._page_from(canonical, await self._render(markup, canonical), note)

@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.set_defaults(func=_cmd_info)
 
     serve = subparsers.add_parser(
-        "serve", help="serve a corpus over HTTP: a search page and browsable pages for people, /raw and /search for programs"
+        "serve",
+        help="serve a corpus over HTTP: a search page and browsable pages for people, /raw and /search for programs",
     )
     serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
@@ -73,8 +74,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
     if report.get("derived"):
         how = "given with --base-url" if args.base_url else "the placeholder host; pass --base-url for real URLs"
         print(
-            f"{report['derived']} of {report['files']} pages declare no URL (<link rel=canonical>, <base href>, og:url): "
-            f"their URLs are their file paths under {report['base_url']} ({how})."
+            f"{report['derived']} of {report['files']} pages declare no URL "
+            f"(<link rel=canonical>, <base href>, og:url): their URLs are their file paths under "
+            f"{report['base_url']} ({how})."
         )
     if args.index:
         from .index import BM25Index  # noqa: PLC0415

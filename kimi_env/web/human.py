@@ -21,7 +21,15 @@ import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-__all__ = ["RESULTS_PER_PAGE", "MAX_RESULTS", "web_path", "complete_url", "search_page", "browsable_page", "not_found_page"]
+__all__ = [
+    "RESULTS_PER_PAGE",
+    "MAX_RESULTS",
+    "web_path",
+    "complete_url",
+    "search_page",
+    "browsable_page",
+    "not_found_page",
+]
 
 RESULTS_PER_PAGE = 10
 MAX_RESULTS = 100

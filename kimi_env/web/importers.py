@@ -160,7 +160,9 @@ def import_html_dir(
         raise CorpusError(f"{root} holds no .html or .htm files. Fix: point at the folder of saved pages.")
     prefix = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/"
     if not prefix.startswith(("http://", "https://")):
-        raise CorpusError(f"base_url must be an absolute http(s) URL, got {base_url!r}. Fix: e.g. https://site.example/")
+        raise CorpusError(
+            f"base_url must be an absolute http(s) URL, got {base_url!r}. Fix: e.g. https://site.example/"
+        )
     # Pass 1: every file's URL (only the head of each page is parsed), so links between files can be mapped.
     urls: dict[str, str] = {}
     declared: set[str] = set()  # files whose URL is not their path under the prefix
@@ -214,7 +216,8 @@ def _parallel_documents(items: list[tuple[str, str]], links: _LocalLinks, worker
 
     from .text import remember  # noqa: PLC0415
 
-    context = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
     try:
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(links,))
     except (OSError, NotImplementedError, ImportError):  # no process support here (some sandboxes): one process
@@ -318,7 +321,9 @@ def _html_file_document(file: Path, rel: str, links: _LocalLinks) -> Document:
     return Document(url, page.title or file.stem, html=html, links=page.links)
 
 
-def import_path(path: str | os.PathLike, base_url: str | None = None, *, report: dict | None = None) -> Iterator[Document]:
+def import_path(
+    path: str | os.PathLike, base_url: str | None = None, *, report: dict | None = None
+) -> Iterator[Document]:
     """:func:`import_jsonl` for a ``.jsonl`` file, :func:`import_html_dir` for a directory (``report`` as there)."""
     p = Path(path)
     if p.is_dir():

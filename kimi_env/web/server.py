@@ -87,7 +87,9 @@ def create_app(corpus: Corpus) -> Any:
         rest = request.raw_path[len("/web/") :]  # undecoded: canonical URLs keep their percent-encoding
         scheme, _, remainder = rest.partition("/")
         if scheme not in ("http", "https") or not remainder:
-            return web.Response(status=400, text="Expected /web/<http|https>/<host>/<path>.\n", content_type="text/plain")
+            return web.Response(
+                status=400, text="Expected /web/<http|https>/<host>/<path>.\n", content_type="text/plain"
+            )
         return await browsable(f"{scheme}://{remainder}")
 
     async def get_index() -> Any:
