@@ -7,6 +7,11 @@ Usage (each size runs in well under two minutes on 2 shared cores)::
 Synthetic pages: ~300 words each from a seeded Zipf-distributed vocabulary of 30,000 made-up words, a 3-word
 title. Known-item queries are 5 words drawn from one page's body; recall@5 counts how often that page is in the
 top 5. rank_bm25 (BM25Okapi, same tokens) is the reference for recall at the smallest size only (it is slow).
+
+Importing a real site (``--site DIR``, see :func:`bench_import`): a real documentation site, offline from Debian::
+
+    apt-get install -y python3-doc        # Python 3.11's documentation: 530 HTML pages, 50.7 MB
+    .venv/bin/python benchmarks/bench_web.py --sizes --site /usr/share/doc/python3.11/html
 """
 
 from __future__ import annotations
@@ -156,9 +161,146 @@ def bench(n: int, workdir: Path, n_queries: int, with_reference: bool) -> list[s
     return rows
 
 
+def bench_import(site: Path, workdir: Path, baseline: bool = True) -> list[str]:
+    """``kimi-env corpus import`` of a folder of real HTML pages, against the renderers it could have used.
+
+    Rows: the import itself (wall and CPU seconds of this process and its workers), our renderer alone over every
+    page, the BeautifulSoup renderer it replaced (``tests/reference_render_bs4.py``; the old import ran it three
+    times a page, this measures one), lxml's bare ``text_content()`` (a floor: no links, headings or tables), and
+    the renderer on the hostile nesting inputs of issue 15 (old renderer on a tenth of the size: it is quadratic).
+    """
+    import lxml.html
+
+    from kimi_env.web.importers import import_html_dir
+    from kimi_env.web.text import render_html
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import reference_render_bs4 as reference
+
+    files = sorted(p for p in site.rglob("*") if p.is_file() and p.suffix.lower() in (".html", ".htm"))
+    size = sum(p.stat().st_size for p in files)
+    rows = [f"| {len(files)} pages, {size / 1e6:.1f} MB | measure | result |", "|---|---|---|"]
+
+    def timed(fn):
+        import resource
+
+        def cpu() -> float:
+            me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+        w, c = time.perf_counter(), cpu()
+        out = fn()
+        return out, time.perf_counter() - w, cpu() - c
+
+    corpus, wall, cpu = timed(lambda: Corpus.build(import_html_dir(site), workdir / "site", overwrite=True))
+    rows.append(f"| | `corpus import` (Corpus.build over import_html_dir, worker processes) | {wall:.1f} s wall "
+                f"({cpu:.1f} s CPU in this process; the workers' CPU is not counted), {len(corpus)} documents |")
+    corpus, wall, cpu = timed(lambda: Corpus.build(import_html_dir(site, workers=1), workdir / "site", overwrite=True))
+    rows.append(f"| | the same in one process (workers=1) | {wall:.1f} s wall, {cpu:.1f} s CPU |")
+    texts = [decode(p.read_bytes()) for p in files]
+    base = "https://offline.invalid/"
+    _, wall, cpu = timed(lambda: [render_html(t, base + str(i), number_links=False) for i, t in enumerate(texts)])
+    ours = wall
+    rows.append(f"| | render_html (lxml events) over every page | {wall:.1f} s wall, {cpu:.1f} s CPU |")
+    if baseline:
+        _, wall, cpu = timed(lambda: [reference.render_html(t, base + str(i), number_links=False) for i, t in enumerate(texts)])
+        rows.append(f"| | old renderer (BeautifulSoup + lxml builder), once a page | {wall:.1f} s wall, {cpu:.1f} s CPU "
+                    f"({wall / ours:.1f}x ours) |")
+    _, wall, cpu = timed(lambda: [lxml.html.document_fromstring(t.encode()).text_content() for t in texts])
+    rows.append(f"| | floor: lxml.html text_content() (no links, structure) | {wall:.1f} s wall, {cpu:.1f} s CPU "
+                f"(ours is {ours / wall:.1f}x) |")
+    for name, unit, n in (("nested lists", "<ul><li>x", 22_000), ("nested tables", "<table><tr><td>x", 12_000),
+                          ("deep divs + unmatched end tags", "<div></span>", 30_000)):
+        markup = unit * n if "span" not in unit else "<div>" * n + "</span>" * n
+        page, wall, _ = timed(lambda: render_html(markup, base))
+        line = f"| | {name}, {len(markup) / 1e3:.0f} KB | {wall * 1e3:.0f} ms, {len(page.text) / 1e3:.0f} KB of text"
+        small = unit * (n // 10) if "span" not in unit else "<div>" * (n // 10) + "</span>" * (n // 10)
+        old, wall_old, _ = timed(lambda: reference.render_html(small, base))
+        _, wall_new, _ = timed(lambda: render_html(small, base))
+        line += (f"; a tenth of it: old {wall_old * 1e3:.0f} ms / {len(old.text) / 1e3:.0f} KB of text, "
+                 f"ours {wall_new * 1e3:.1f} ms |")
+        rows.append(line)
+    return rows
+
+
+def bench_loop(workdir: Path, concurrent: int = 96) -> list[str]:
+    """How long the shared event loop is kept from other work while the browser renders, ours vs the old path.
+
+    A ticker on the loop wakes every millisecond and records its largest lateness (the longest stretch the loop
+    could not serve anything: the corpus server, other episodes' calls) while (a) ``concurrent`` browse calls of a
+    typical ~10 KB page run at once and (b) one 96 KB page of nested tables is browsed (issue 15: rendered inline on
+    the loop before). The old path is emulated by swapping in the old renderer the way the old browser called it
+    (inline under 200,000 characters, else in a thread).
+    """
+    import kimi_env.tools.browse as browse_mod
+    from kimi_env.web.text import arender_html
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import reference_render_bs4 as reference
+
+    async def old_render(markup, url, **_kw):
+        if len(markup) > 200_000:
+            return await asyncio.to_thread(reference.render_html, markup, url)
+        return reference.render_html(markup, url)
+
+    docs, _ = generate(200)
+    nested = "<table><tr><td>x" * 6_000
+    docs.append(Document("https://bench.test/wiki/Nested", "Nested", html=nested))
+    corpus = Corpus.build(docs, workdir / "loop", overwrite=True)
+
+    async def run(n_calls: int, url: str) -> tuple[float, float]:
+        tools = [BrowseTool(corpus) for _ in range(n_calls)]
+        await tools[0].acall(url="https://bench.test/wiki/P0")  # start the shared server
+        worst, stop = 0.0, False
+
+        async def ticker() -> None:
+            nonlocal worst
+            while not stop:
+                t = time.perf_counter()
+                await asyncio.sleep(0.001)
+                worst = max(worst, time.perf_counter() - t - 0.001)
+
+        tick = asyncio.ensure_future(ticker())
+        s = time.perf_counter()
+        await asyncio.gather(*(t.acall(url=url) for t in tools))
+        total = time.perf_counter() - s
+        stop = True
+        await tick
+        for t in tools:
+            await t.aclose()
+        return worst, total
+
+    rows = ["| browse on the shared loop | old path (BeautifulSoup, inline < 200k chars) | ours (lxml, slices) |", "|---|---|---|"]
+    results = {}
+    for label, fn in (("old", old_render), ("ours", arender_html)):
+        browse_mod.arender_html = fn
+        try:
+            results[label] = (
+                aio.run(run(concurrent, "https://bench.test/wiki/Typical")),
+                aio.run(run(1, "https://bench.test/wiki/Nested")),
+            )
+        finally:
+            browse_mod.arender_html = arender_html
+    (o_many, o_nested), (n_many, n_nested) = results["old"], results["ours"]
+    rows.append(f"| {concurrent} concurrent calls, typical page: longest loop stall / all done | "
+                f"{o_many[0] * 1e3:.0f} ms / {o_many[1]:.2f} s | {n_many[0] * 1e3:.0f} ms / {n_many[1]:.2f} s |")
+    rows.append(f"| 1 call, {len(nested) / 1e3:.0f} KB of nested tables: longest loop stall / done | "
+                f"{o_nested[0] * 1e3:.0f} ms / {o_nested[1]:.2f} s | {n_nested[0] * 1e3:.0f} ms / {n_nested[1]:.2f} s |")
+    return rows
+
+
+def decode(data: bytes) -> str:
+    from kimi_env.web.importers import decode_html_bytes
+
+    return decode_html_bytes(data)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    parser.add_argument("--site", type=Path, default=None, help="also import this folder of real HTML pages")
+    parser.add_argument("--no-baseline", action="store_true", help="with --site: skip the old renderer (slow)")
+    parser.add_argument("--loop", action="store_true", help="measure event-loop stalls while browsing, old vs ours")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--append", type=Path, default=None, help="append the markdown table to this file")
     args = parser.parse_args()
@@ -167,11 +309,19 @@ def main() -> int:
         for i, n in enumerate(args.sizes):
             rows += bench(n, Path(tmp), args.queries, with_reference=(i == 0))
             print("\n".join(rows), flush=True)
+        if not args.sizes:
+            rows = []
+        if args.site is not None:
+            rows += ([""] if rows else []) + bench_import(args.site, Path(tmp), baseline=not args.no_baseline)
+            print("\n".join(rows), flush=True)
+        if args.loop:
+            rows += ([""] if rows else []) + bench_loop(Path(tmp))
+            print("\n".join(rows), flush=True)
     header = (
         f"\n## Offline web ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores shared with other work, Python {platform.python_version()})\n\n"
         f"Command: `.venv/bin/python benchmarks/bench_web.py --sizes {' '.join(map(str, args.sizes))} "
-        f"--queries {args.queries}`\n\n"
+        f"--queries {args.queries}{' --site ' + str(args.site) if args.site else ''}{' --loop' if args.loop else ''}`\n\n"
     )
     text = header + "\n".join(rows) + "\n"
     if args.append:

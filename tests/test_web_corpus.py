@@ -145,9 +145,12 @@ def test_import_html_dir_text_drops_chrome(tmp_path: Path) -> None:
         assert noise not in text
 
 
-def test_import_html_dir_needs_base_url_for_pages_without_url() -> None:
-    with pytest.raises(CorpusError, match=r"index.html: no <link rel=canonical>.*base_url"):
-        list(import_html_dir(HTML_PAGES))
+def test_import_html_dir_without_base_url_uses_the_placeholder_host() -> None:
+    report: dict = {}
+    urls = {d.url for d in import_html_dir(HTML_PAGES, report=report)}
+    assert "https://offline.invalid/guides/" in urls  # the page without a declared URL: its path under the placeholder
+    assert "https://polar.example.org/wiki/Lake_Vostok" in urls  # declared URLs still win
+    assert report == {"files": 4, "derived": 1, "base_url": "https://offline.invalid/"}
 
 
 def test_import_path_rejects_other_files(tmp_path: Path) -> None:

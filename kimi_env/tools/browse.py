@@ -45,14 +45,13 @@ from ..errors import InvalidArgumentError
 from ..web.corpus import Corpus, normalize_url
 from ..web.importers import decode_html_bytes
 from ..web.server import ServerHandle, aacquire_server, arelease
-from ..web.text import RenderedPage, render_html
+from ..web.text import RenderedPage, arender_html
 from .base import Tool, ToolResult, ToolStatus
 
 __all__ = ["BrowseTool", "FetchError", "paginate"]
 
 _TEXT_TYPES = frozenset({"text/html", "text/plain", "application/xhtml+xml"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_RENDER_INLINE_CHARS = 200_000  # bigger pages are rendered in a worker thread so the loop keeps serving
 _USER_AGENT = "kimi-env-browse/0.1 (+offline research agent)"
 _HOSTLIKE = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}(:\d+)?(/|$)", re.I)
 
@@ -68,6 +67,16 @@ class _Page:
     pages: list[str]
     links: tuple[str, ...]
     note: str = ""
+
+
+@dataclass
+class _Fetched:
+    """A live page's body, fetched and decoded, not yet rendered."""
+
+    url: str
+    mime: str
+    markup: str
+    cut: bool
 
 
 @dataclass
@@ -239,6 +248,7 @@ class BrowseTool(Tool):
         allow_private_hosts: bool = False,
         timeout: float = 30.0,
         max_output_chars: int = 8000,
+        render_cpu_budget: float = 10.0,
     ) -> None:
         """Create a browser.
 
@@ -249,12 +259,15 @@ class BrowseTool(Tool):
             page_chars: Characters per page of a long document.
             max_find_results: Passages ``find`` returns at most.
             find_context_chars: Characters of context on each side of a ``find`` match.
-            fetch_timeout: Total seconds for one live fetch, redirects included.
-            max_bytes: Decoded body bytes read at most from a live page (the rest is cut).
+            fetch_timeout: Seconds for fetching one page over the network (live pages: all redirect hops and the
+                body; corpus pages: the loopback request). Rendering is not part of it.
+            max_bytes: Body bytes read at most from a page, offline or live (the rest is cut and the page says so).
             max_redirects: Redirect hops followed at most.
             allow_private_hosts: TESTS ONLY: let live_web reach loopback/private addresses.
             timeout: Per-call timeout of the tool.
             max_output_chars: Output cap of the tool.
+            render_cpu_budget: CPU seconds rendering one page may take (this page's own work, whatever else runs
+                on the event loop); past it the page shows what was rendered and says it was cut.
         """
         if corpus is None and server is None and not live_web:
             raise InvalidArgumentError(
@@ -273,6 +286,7 @@ class BrowseTool(Tool):
         self.max_bytes = int(max_bytes)
         self.max_redirects = int(max_redirects)
         self.allow_private_hosts = bool(allow_private_hosts)
+        self.render_cpu_budget = float(render_cpu_budget)
         self._server = server
         self._own_server = False
         self._server_lock: asyncio.Lock | None = None
@@ -392,13 +406,13 @@ class BrowseTool(Tool):
         return "\n".join(lines)
 
     async def _render(self, markup: str, url: str) -> RenderedPage:
-        if len(markup) > _RENDER_INLINE_CHARS:
-            return await asyncio.to_thread(render_html, markup, url)
-        return render_html(markup, url)
+        # On the loop, in slices that yield between them: other calls and the corpus server keep running, a
+        # cancelled call stops rendering at the next slice, and the CPU budget counts this page's work only.
+        return await arender_html(markup, url, cpu_budget=self.render_cpu_budget)
 
     def _page_from(self, url: str, rendered: RenderedPage, note: str = "") -> _Page:
         notes = [note] if note else []
-        if rendered.truncated:
+        if rendered.truncated and not note:
             notes.append("the page is very long; only its beginning was read")
         chunks = paginate(rendered.text, self.page_chars)
         return _Page(url, rendered.title, chunks, rendered.links, "; ".join(notes))
@@ -451,10 +465,16 @@ class BrowseTool(Tool):
                 if resp.status != 200:
                     raise FetchError(f"the offline web server answered HTTP {resp.status} for {url}; try again.")
                 canonical = resp.headers.get("X-Canonical-URL", url)
-                markup = await resp.text(encoding="utf-8", errors="replace")
+                body, cut = await self._read_capped(resp)
         except aiohttp.ClientError as exc:
             raise FetchError(f"the offline web server is unreachable ({type(exc).__name__}); try again.") from exc
-        return self._page_from(canonical, await self._render(markup, canonical))
+        except asyncio.TimeoutError:
+            raise FetchError(
+                f"the offline web server did not send {url} within {self.fetch_timeout:g} s; try again."
+            ) from None
+        note = f"the page is longer than {self.max_bytes:,} bytes; only the beginning was read" if cut else ""
+        markup = body.decode("utf-8", errors="replace")
+        return self._page_from(canonical, await self._render(markup, canonical), note)
 
     # -- the live web -------------------------------------------------------------------------------------------
     def _live_client(self) -> Any:
@@ -500,14 +520,21 @@ class BrowseTool(Tool):
             raise FetchError(f"refused {url}: {ip} is not a public address; only public web addresses can be opened.")
 
     async def _open_live(self, url: str) -> _Page:
+        # The fetch timeout is about the network only; rendering comes after it, under its own CPU budget.
         try:
-            return await asyncio.wait_for(self._fetch_chain(url), timeout=self.fetch_timeout)
+            fetched = await asyncio.wait_for(self._fetch_chain(url), timeout=self.fetch_timeout)
         except asyncio.TimeoutError:
             raise FetchError(
                 f"{url} did not answer within {self.fetch_timeout:g} s (slow or stalled server); try another page."
             ) from None
+        note = f"the page is longer than {self.max_bytes:,} bytes; only the beginning was read" if fetched.cut else ""
+        if fetched.mime == "text/plain":
+            rendered = RenderedPage(fetched.url.rsplit("/", 1)[-1] or fetched.url, fetched.markup.strip())
+        else:
+            rendered = await self._render(fetched.markup, fetched.url)
+        return self._page_from(fetched.url, rendered, note)
 
-    async def _fetch_chain(self, url: str) -> _Page:
+    async def _fetch_chain(self, url: str) -> _Fetched:
         import aiohttp  # noqa: PLC0415
 
         start, seen = url, {url}
@@ -539,7 +566,7 @@ class BrowseTool(Tool):
                 raise FetchError(f"fetching {url} failed ({type(exc).__name__}: {str(exc)[:120]}).") from None
         raise FetchError(f"{start} redirects more than {self.max_redirects} times; try another page.")
 
-    async def _read_live(self, url: str, resp: Any) -> _Page:
+    async def _read_live(self, url: str, resp: Any) -> _Fetched:
         if resp.status >= 400:
             raise FetchError(f"{url} answered HTTP {resp.status} {resp.reason or ''}".rstrip() + "; try another page.")
         ctype = resp.headers.get("Content-Type", "")
@@ -556,13 +583,7 @@ class BrowseTool(Tool):
             charset = resp.charset
         except Exception:  # noqa: BLE001 - a malformed header must not matter
             charset = None
-        markup = decode_html_bytes(body, charset)
-        note = f"the page is longer than {self.max_bytes:,} bytes; only the beginning was read" if cut else ""
-        if mime == "text/plain":
-            rendered = RenderedPage(url.rsplit("/", 1)[-1] or url, markup.strip())
-        else:
-            rendered = await self._render(markup, url)
-        return self._page_from(url, rendered, note)
+        return _Fetched(url, mime, decode_html_bytes(body, charset), cut)
 
     async def _read_capped(self, resp: Any) -> tuple[bytes, bool]:
         buf = bytearray()

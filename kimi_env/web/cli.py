@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("path", metavar="PATH", help="a .jsonl file or a directory of saved .html pages")
     imp.add_argument("--out", required=True, metavar="DIR", help="corpus directory to write")
     imp.add_argument("--name", default=None, help="corpus name for the manifest (default: DIR's name)")
-    imp.add_argument("--base-url", default=None, help="URL prefix for HTML pages without a canonical URL")
+    imp.add_argument(
+        "--base-url",
+        default=None,
+        help="URL prefix for HTML pages that declare no URL (default: https://offline.invalid/ + the file's path)",
+    )
     imp.add_argument("--overwrite", action="store_true", help="replace an existing corpus at DIR")
     imp.add_argument(
         "--on-duplicate", choices=("error", "first", "last"), default="error", help="what to do with repeated URLs"
@@ -41,7 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(func=_cmd_info)
 
-    serve = subparsers.add_parser("serve", help="serve a corpus over HTTP (pages and /search)")
+    serve = subparsers.add_parser(
+        "serve",
+        help="serve a corpus over HTTP: a search page and browsable pages for people, /raw and /search for programs",
+    )
     serve.add_argument("--corpus", required=True, metavar="DIR", help="corpus directory")
     serve.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
@@ -65,7 +72,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .corpus import Corpus  # noqa: PLC0415
     from .importers import import_path  # noqa: PLC0415
 
-    if not args.overwrite and (Path(args.out).expanduser() / "manifest.json").exists():
+    from .corpus import _is_our_corpus  # noqa: PLC0415
+
+    out = Path(args.out).expanduser()
+    if not args.overwrite and not out.is_symlink() and (out / "manifest.json").is_file() and _is_our_corpus(out)[0]:
+        # before the import starts; a folder that is not our corpus is refused by Corpus.build (even with --overwrite)
         from ..cli import UsageError  # noqa: PLC0415
 
         raise UsageError(
@@ -74,9 +85,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     skipped = _SkipReport()
     cap = None if args.max_page_mb is None else int(args.max_page_mb * 1_000_000)
+    report: dict = {}
     try:
         corpus = Corpus.build(
-            import_path(args.path, base_url=args.base_url, on_skip=skipped, max_document_bytes=cap),
+            import_path(args.path, base_url=args.base_url, report=report, on_skip=skipped, max_document_bytes=cap),
             args.out,
             name=args.name,
             overwrite=args.overwrite,
@@ -93,6 +105,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - start:.1f} s."
     )
     skipped.summary()
+    if report.get("derived"):
+        how = "given with --base-url" if args.base_url else "the placeholder host; pass --base-url for real URLs"
+        print(
+            f"{report['derived']} of {report['files']} pages declare no URL "
+            f"(<link rel=canonical>, <base href>, og:url): their URLs are their file paths under "
+            f"{report['base_url']} ({how})."
+        )
     if args.index:
         from .index import BM25Index  # noqa: PLC0415
 

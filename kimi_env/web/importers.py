@@ -2,22 +2,27 @@
 
 * :func:`import_jsonl`: one JSON object a line with ``url``, ``title`` and ``text`` or ``html`` (optional ``links``).
 * :func:`import_html_dir`: a directory of saved HTML pages; each page's URL comes from ``<link rel=canonical>``,
-  ``<base href>`` or ``og:url``, else ``base_url`` + its path relative to the directory.
+  ``<base href>`` or ``og:url``, else ``base_url`` (default :data:`DEFAULT_BASE_URL`) + its path relative to the
+  directory; links between the files by relative path are mapped to the URLs the files got.
 """
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import os
+import posixpath
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, urljoin
+from typing import Any
+from urllib.parse import quote, unquote, urldefrag, urljoin
 
 from .corpus import CorpusError
 from .document import Document
+from .text import MAX_HTML_CHARS, MAX_TEXT_CHARS
 
-__all__ = ["import_jsonl", "import_html_dir", "import_path", "decode_html_bytes"]
+__all__ = ["import_jsonl", "import_html_dir", "import_path", "decode_html_bytes", "DEFAULT_BASE_URL"]
 
 _JSONL_FIX = (
     'Fix: write one JSON object per line, e.g. {"url": "https://example.test/a", "title": "A", "text": "..."} '
@@ -185,23 +190,42 @@ def _text_codec(name: str) -> str | None:
     return info.name
 
 
+#: Where pages without a declared URL live when no ``base_url`` is given: ``.invalid`` is reserved (RFC 2606), so
+#: these URLs can never mean a real site.
+DEFAULT_BASE_URL = "https://offline.invalid/"
+
+_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(?:"([^"]*)"|'([^']*)'|([^\s>"']+))""", re.I)
+
+
 def import_html_dir(
     directory: str | os.PathLike,
     base_url: str | None = None,
     *,
+    report: dict | None = None,
+    workers: int | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     max_document_bytes: int | None = None,
 ) -> Iterator[Document]:
     """Yield one document per ``*.html`` / ``*.htm`` file under ``directory`` (sorted, recursive).
 
+    Each page's URL is the one it declares (``<link rel=canonical>``, ``<base href>``, ``og:url``); a page without
+    one gets ``base_url`` (default :data:`DEFAULT_BASE_URL`) joined with its path relative to ``directory``
+    (``index.html`` maps to the folder). Links between the imported files by relative path (``animals/okapi.html``)
+    are rewritten, in the stored HTML and in :attr:`Document.links`, to the URL the linked file got, so they work
+    even when that file declared a canonical URL elsewhere.
+
     Args:
         directory: Saved pages.
-        base_url: Used for pages without ``<link rel=canonical>``, ``<base href>`` or ``og:url``: the page URL is
-            ``base_url`` joined with the file's path relative to ``directory`` (``index.html`` maps to the folder).
+        base_url: URL prefix for pages that declare no URL.
+        report: If given, filled before the first document is yielded: ``files``, ``derived`` (pages whose URL came
+            from their path), ``base_url`` (the prefix used). ``files`` counts the files imported, not those skipped.
+        workers: Processes that parse pages (default: the usable CPU cores, at most 4; folders of fewer than
+            :data:`PARALLEL_MIN_FILES` pages are parsed in this process). Documents come out in file order either way.
         on_skip: Called with (file, reason) for each file left out: a symbolic link (or a file under a linked
-            folder) whose target is outside ``directory``. Default: a :class:`UserWarning` per file.
-        max_document_bytes: Page cap; a bigger file is a :class:`CorpusError` (default
-            :data:`~kimi_env.web.corpus.MAX_DOCUMENT_BYTES`).
+            folder) whose target is outside ``directory``, or one that cannot be resolved. Default: a
+            :class:`UserWarning` per file.
+        max_document_bytes: Page cap; a bigger file is a :class:`CorpusError`, raised before any page is parsed
+            (default :data:`~kimi_env.web.corpus.MAX_DOCUMENT_BYTES`).
     """
     root = Path(directory)
     if not root.is_dir():
@@ -209,10 +233,44 @@ def import_html_dir(
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".html", ".htm"))
     if not files:
         raise CorpusError(f"{root} holds no .html or .htm files. Fix: point at the folder of saved pages.")
-    inside = _contained_files(root, files, on_skip or _warn_skip)
+    prefix = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/"
+    if not prefix.startswith(("http://", "https://")):
+        raise CorpusError(
+            f"base_url must be an absolute http(s) URL, got {base_url!r}. Fix: e.g. https://site.example/"
+        )
+    # Only files whose resolved path stays under the folder (symlinks out are skipped), each under the page cap;
+    # from here on every read goes to the resolved path that was checked.
+    inside = list(_contained_files(root, files, on_skip or _warn_skip))
     for file, real in inside:
         _check_file_size(file, real, max_document_bytes)
-        yield _html_file_document(file, root, base_url)
+    # Pass 1: every file's URL (only the head of each page is parsed), so links between files can be mapped.
+    urls: dict[str, str] = {}
+    declared: set[str] = set()  # files whose URL is not their path under the prefix
+    for file, real in inside:
+        rel = file.relative_to(root).as_posix()
+        url = _head_url(real)
+        if url is None:
+            url = _path_url(prefix, rel)
+        else:
+            declared.add(rel)
+        urls[rel] = url
+    if report is not None:
+        report.update(files=len(inside), derived=len(inside) - len(declared), base_url=prefix)
+    # Pass 2: the documents.
+    links = _LocalLinks(urls, declared)
+    items = [(str(real), file.relative_to(root).as_posix()) for file, real in inside]
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1 or len(items) < PARALLEL_MIN_FILES:
+        for real, rel in items:
+            yield _html_file_document(Path(real), rel, links)
+    else:
+        yield from _parallel_documents(items, links, workers)
+
+
+#: Folders with fewer pages than this are imported in one process (starting workers would cost more).
+PARALLEL_MIN_FILES = 64
+_worker_links: _LocalLinks | None = None
 
 
 def _contained_files(
@@ -248,25 +306,132 @@ def _check_file_size(file: Path, real: Path, max_document_bytes: int | None) -> 
         )
 
 
-def _html_file_document(file: Path, root: Path, base_url: str | None) -> Document:
-    from bs4 import BeautifulSoup  # noqa: PLC0415
+def _init_worker(links: _LocalLinks) -> None:
+    global _worker_links
+    _worker_links = links
 
-    from .text import render_html  # noqa: PLC0415
+
+def _worker_document(item: tuple[str, str]) -> tuple[Document, Any]:
+    from .text import _recent  # noqa: PLC0415
+
+    assert _worker_links is not None
+    doc = _html_file_document(Path(item[0]), item[1], _worker_links)
+    page = _recent.get((doc.html, doc.url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS))
+    _recent.clear()
+    return doc, page
+
+
+def _parallel_documents(items: list[tuple[str, str]], links: _LocalLinks, workers: int) -> Iterator[Document]:
+    """The documents of ``items``, parsed by ``workers`` processes, yielded in order (a bounded window in flight)."""
+    import multiprocessing  # noqa: PLC0415
+    from collections import deque  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
+
+    from .text import remember  # noqa: PLC0415
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    try:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(links,))
+    except (OSError, NotImplementedError, ImportError):  # no process support here (some sandboxes): one process
+        for file, rel in items:
+            yield _html_file_document(Path(file), rel, links)
+        return
+    with pool:
+        pending = iter(items)
+        window: deque = deque(pool.submit(_worker_document, item) for _, item in zip(range(4 * workers), pending))
+        while window:
+            doc, page = window.popleft().result()
+            item = next(pending, None)
+            if item is not None:
+                window.append(pool.submit(_worker_document, item))
+            if page is not None:  # the corpus renders each page for its text: let it find this rendering
+                remember((doc.html, doc.url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS), page)
+            yield doc
+
+
+def _path_url(prefix: str, rel: str) -> str:
+    if rel == "index.html" or rel.endswith("/index.html"):
+        rel = rel[: -len("index.html")]
+    return urljoin(prefix, quote(os.fsencode(rel)))  # raw bytes of non-UTF-8 names
+
+
+def _head_url(file: Path) -> str | None:
+    from .text import declared_url  # noqa: PLC0415
+
+    with file.open("rb") as fh:
+        data = fh.read(65536)
+    cut = data.rfind(b">")
+    if len(data) == 65536 and cut > 0:  # never decode half a character
+        data = data[: cut + 1]
+    return declared_url(decode_html_bytes(data))
+
+
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_PLAIN_HREF = re.compile(r"(?!\.\.?/)(?!.*/\.\.?/)[A-Za-z0-9_~/-][A-Za-z0-9._~/-]*(#[^\s]*)?")  # no dot segments
+
+
+class _LocalLinks:
+    """Maps relative links between imported files to the URLs those files got."""
+
+    def __init__(self, urls: dict[str, str], declared: set[str]) -> None:
+        self.urls = urls
+        self.declared = declared
+
+    def target(self, href: str, rel: str) -> tuple[str, str] | None:
+        """(file, URL with the link's fragment) of the imported file that relative ``href`` in file ``rel`` names."""
+        href = html_lib.unescape(href).strip()
+        if not href or href.startswith(("#", "//")) or _SCHEME.match(href):
+            return None
+        path, sep, fragment = href.partition("#")
+        path = path.split("?", 1)[0]
+        if not path:
+            return None
+        path = unquote(path)
+        joined = path.lstrip("/") if path.startswith("/") else posixpath.join(posixpath.dirname(rel), path)
+        target = posixpath.normpath(joined)
+        if target == ".." or target.startswith("../"):
+            return None
+        for candidate in (target, posixpath.join(target, "index.html"), target + ".html"):
+            url = self.urls.get(candidate)
+            if url is not None:
+                return candidate, url + (sep + fragment if fragment else "")
+        return None
+
+    def rewrite(self, html: str, url: str, rel: str) -> str:
+        """``html`` with each ``<a href>`` naming an imported file set to that file's URL, where plain resolution
+        against the page URL would miss it (a canonical URL elsewhere, ``dir/index.html`` stored as ``dir/``)."""
+
+        def fix(m: re.Match) -> str:
+            value = next(g for g in m.groups()[1:] if g is not None)
+            found = self.target(value, rel)
+            if found is None:
+                return m.group(0)
+            target_rel, target = found
+            both_paths = rel not in self.declared and target_rel not in self.declared
+            if both_paths and not target_rel.endswith("index.html") and _PLAIN_HREF.fullmatch(value):
+                return m.group(0)  # both URLs are file paths under the prefix: plain resolution already works
+            try:
+                plain = urldefrag(urljoin(url, html_lib.unescape(value).strip()))[0]
+            except ValueError:
+                plain = None
+            if plain == urldefrag(target)[0]:
+                return m.group(0)
+            return f'{m.group(1)}"{html_lib.escape(target)}"'
+
+        return _HREF.sub(fix, html)
+
+
+def _html_file_document(file: Path, rel: str, links: _LocalLinks) -> Document:
+    from .text import remember, render_html  # noqa: PLC0415
 
     html = decode_html_bytes(file.read_bytes())
-    url = _declared_url(BeautifulSoup(html[:200_000], "lxml"))
-    if url is None:
-        if not base_url:
-            raise CorpusError(
-                f"{file}: no <link rel=canonical>, <base href> or og:url, so its URL is unknown. "
-                "Fix: pass base_url (CLI: --base-url https://site.example/) to derive URLs from file paths."
-            )
-        rel = file.relative_to(root).as_posix()
-        if rel == "index.html" or rel.endswith("/index.html"):
-            rel = rel[: -len("index.html")]
-        url = urljoin(base_url.rstrip("/") + "/", quote(os.fsencode(rel)))  # raw bytes of non-UTF-8 names
+    url = links.urls[rel]
+    if len(links.urls) > 1 and "href" in html:
+        html = links.rewrite(html, url, rel)
     page = render_html(html, url, number_links=False)
-    return Document(url, page.title or _printable_name(file.stem), html=html, links=page.links)
+    remember((html, url, False, MAX_HTML_CHARS, MAX_TEXT_CHARS), page)
+    return Document(url, page.title or _printable_name(Path(rel).stem), html=html, links=page.links)
 
 
 def _printable_name(name: str) -> str:
@@ -274,31 +439,18 @@ def _printable_name(name: str) -> str:
     return os.fsencode(name).decode("utf-8", errors="replace")
 
 
-def _declared_url(soup: object) -> str | None:
-    candidates = [
-        ("link", {"rel": "canonical"}, "href"),
-        ("base", {}, "href"),
-        ("meta", {"property": "og:url"}, "content"),
-    ]
-    for tag_name, attrs, attr in candidates:
-        tag = soup.find(tag_name, attrs=attrs)  # type: ignore[attr-defined]
-        value = tag.get(attr) if tag is not None else None
-        if isinstance(value, str) and value.strip().startswith(("http://", "https://")):
-            return value.strip()
-    return None
-
-
 def import_path(
     path: str | os.PathLike,
     base_url: str | None = None,
     *,
+    report: dict | None = None,
     on_skip: Callable[[Path, str], None] | None = None,
     max_document_bytes: int | None = None,
 ) -> Iterator[Document]:
-    """:func:`import_jsonl` for a ``.jsonl`` file, :func:`import_html_dir` for a directory."""
+    """:func:`import_jsonl` for a ``.jsonl`` file, :func:`import_html_dir` for a directory (keywords as there)."""
     p = Path(path)
     if p.is_dir():
-        return import_html_dir(p, base_url, on_skip=on_skip, max_document_bytes=max_document_bytes)
+        return import_html_dir(p, base_url, report=report, on_skip=on_skip, max_document_bytes=max_document_bytes)
     if p.is_file() and p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         return import_jsonl(p, max_document_bytes=max_document_bytes)
     raise CorpusError(

@@ -2,13 +2,24 @@
 
 URL mapping (canonical URL ``https://kimiwiki.test/wiki/Paris``):
 
-* ``GET /page?url=<canonical URL, percent-encoded>``: the page (what :class:`~kimi_env.tools.BrowseTool` uses).
-* ``GET /web/<scheme>/<host>/<path>``: the same page under a browsable path, e.g. ``/web/https/kimiwiki.test/wiki/Paris``.
+* ``GET /raw?url=<canonical URL, percent-encoded>``: the page exactly as stored (what
+  :class:`~kimi_env.tools.BrowseTool` reads).
+* ``GET /`` and ``GET /?q=words&p=2``: the search page for a person (query box, results with titles, URLs and
+  snippets, pagination); see :mod:`kimi_env.web.human`.
+* ``GET /web/<scheme>/<host>/<path>``: the page for a person, e.g. ``/web/https/kimiwiki.test/wiki/Paris``, with
+  its links rewritten to stay on this server.
+* ``GET /page?url=<URL>``: the same, for any URL form the browse tool accepts (``kimiwiki.test/wiki/Paris``).
 * ``GET /search?q=...&q=...&k=5``: ``{"results": [{"query": q, "hits": [{url, title, score, snippet}]}]}``.
 * ``GET /healthz``: ``{"ok": true, "count": N, "content_hash": ...}``.
 
 Unknown pages are 404; documents with only text are wrapped as minimal HTML. Every page response carries the
-header ``X-Canonical-URL``.
+header ``X-Canonical-URL``. Corpus reads, rendering and searches run in worker threads, never on the event loop
+that the server shares with the tools.
+
+Security (docs/web.md, threat model): a request whose ``Host`` header names another server gets 421 (DNS
+rebinding); every response carries ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: no-referrer``; imported
+pages (``/raw``, ``/web/...``, ``/page``) carry :data:`PAGE_CSP` (no scripts, sandboxed), the server's own pages
+(``/`` and "not in the offline web") :data:`HOME_CSP` (no scripts; the search form may submit to this server).
 
 Environments share one server per corpus and process: :func:`acquire_server` starts it on the background loop of
 :mod:`kimi_env.aio` on a free port (or returns the running one, counting users), :func:`release` stops it when the
@@ -47,38 +58,59 @@ def create_app(
     """
     from aiohttp import web  # noqa: PLC0415
 
+    from . import human  # noqa: PLC0415
     from .text import text_to_html  # noqa: PLC0415
 
     busy = in_flight if in_flight is not None else {}
     app = web.Application(middlewares=[_guard_middleware(allowed_hosts, busy)])
     state: dict[str, Any] = {"index": None, "lock": None}
 
-    def page_response(url: str) -> Any:
+    def read_page(url: str) -> tuple[str, str] | None:  # in a worker thread: SQLite read and decompression
         doc = corpus.get(url)
         if doc is None:
+            return None
+        return doc.url, doc.html if doc.html is not None else text_to_html(doc.title, doc.text or "")
+
+    async def raw(request: Any) -> Any:
+        url = request.query.get("url")
+        if not url:
+            return web.Response(status=400, text="Expected /raw?url=<absolute URL>.\n", content_type="text/plain")
+        found = await asyncio.to_thread(read_page, url)
+        if found is None:
             return web.Response(
                 status=404, text=f"Not found in the offline web: {url}\n", content_type="text/plain", charset="utf-8"
             )
-        body = doc.html if doc.html is not None else text_to_html(doc.title, doc.text or "")
         return web.Response(
-            text=body, content_type="text/html", charset="utf-8", headers={"X-Canonical-URL": doc.url, **PAGE_HEADERS}
+            text=found[1],
+            content_type="text/html",
+            charset="utf-8",
+            headers={"X-Canonical-URL": found[0], **PAGE_HEADERS},
         )
+
+    def read_browsable(url: str) -> tuple[int, str, dict]:  # in a worker thread
+        found = read_page(url)
+        if found is None:  # the server's own page (with a search form), not imported markup
+            return 404, human.not_found_page(url), dict(HOME_HEADERS)
+        return 200, human.browsable_page(found[1], found[0]), {"X-Canonical-URL": found[0], **PAGE_HEADERS}
+
+    async def browsable(url: str) -> Any:
+        status, body, headers = await asyncio.to_thread(read_browsable, url)
+        return web.Response(status=status, text=body, content_type="text/html", charset="utf-8", headers=headers)
 
     async def page(request: Any) -> Any:
         url = request.query.get("url")
-        if not url:
-            return web.Response(status=400, text="Expected /page?url=<absolute URL>.\n", content_type="text/plain")
-        return page_response(url)
+        if not url or not url.strip():
+            return web.Response(status=400, text="Expected /page?url=<URL>.\n", content_type="text/plain")
+        return await browsable(human.complete_url(url))
 
     async def web_path(request: Any) -> Any:
-        rest = request.match_info["rest"]
+        rest = request.raw_path[len("/web/") :]  # undecoded: canonical URLs keep their percent-encoding
         scheme, _, remainder = rest.partition("/")
         if scheme not in ("http", "https") or not remainder:
-            return web.Response(status=400, text="Expected /web/<http|https>/<host>/<path>.\n", content_type="text/plain")
-        url = f"{scheme}://{remainder}"
-        if request.query_string:
-            url += "?" + request.query_string
-        return page_response(url)
+            return web.Response(
+                status=400, text="Expected /web/<http|https>/<host>/<path>.\n", content_type="text/plain"
+            )
+        return await browsable(f"{scheme}://{remainder}")
 
     async def get_index() -> Any:
         if state["index"] is None:
@@ -113,16 +145,17 @@ def create_app(
         return web.json_response({"ok": True, "count": len(corpus), "content_hash": corpus.content_hash})
 
     async def home(request: Any) -> Any:
-        import html  # noqa: PLC0415
-
-        body = (
-            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(corpus.name)}</title></head><body>"
-            f"<h1>{html.escape(corpus.name)}</h1><p>{len(corpus)} pages.</p>"
-            "<form action='/search'><input name='q'><button>Search (JSON)</button></form></body></html>"
-        )
-        return web.Response(text=body, content_type="text/html", charset="utf-8")
+        query = request.query.get("q", "")
+        try:
+            page_no = int(request.query.get("p", "1"))
+        except ValueError:
+            page_no = 1
+        index = await get_index() if query.strip() else None
+        body = await asyncio.to_thread(human.search_page, corpus.name, len(corpus), query, page_no, index)
+        return web.Response(text=body, content_type="text/html", charset="utf-8", headers=HOME_HEADERS)
 
     app.router.add_get("/", home)
+    app.router.add_get("/raw", raw)
     app.router.add_get("/page", page)
     app.router.add_get("/web/{rest:.*}", web_path)
     app.router.add_get("/search", search)
@@ -139,7 +172,17 @@ PAGE_CSP = (
     "frame-ancestors 'none'; sandbox"
 )
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP}
+# The server's own pages (the search front page, "not in the offline web"): its markup, every corpus string in it
+# escaped. Still no scripts (the page needs none) and no outside fetches; only its search form may submit, to this
+# server. Not sandboxed: a sandbox without allow-forms would block the form.
+HOME_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+HOME_HEADERS = {"Content-Security-Policy": HOME_CSP}
+# On every response: the ones that set no policy (JSON, plain-text errors) get the strict one.
 _COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+_DEFAULT_HEADERS = {**_COMMON_HEADERS, **PAGE_HEADERS}
 
 
 @dataclass(frozen=True)
@@ -218,7 +261,9 @@ def _host_allowed(host_header: str, local_ip: str | None, allowed: frozenset[str
 
 
 def _guard_middleware(allowed_hosts: tuple[str, ...] | list[str], busy: dict) -> Any:
-    """Refuse requests whose ``Host`` is not this server (421); add security headers; track requests in flight."""
+    """Refuse requests whose ``Host`` is not this server (421); add security headers (``nosniff``, ``no-referrer``,
+    and the strict :data:`PAGE_CSP` where a route set no policy of its own) to every response; track requests in
+    flight."""
     from aiohttp import web  # noqa: PLC0415
 
     allowed = frozenset(h.strip().lower().rstrip(".") for h in allowed_hosts)
@@ -234,19 +279,23 @@ def _guard_middleware(allowed_hosts: tuple[str, ...] | list[str], busy: dict) ->
                     text=f"Misdirected request: this server does not answer for Host {host[:100]!r}. "
                     "Use its address (e.g. http://127.0.0.1:PORT/) or start it with --allow-host NAME.\n",
                     content_type="text/plain",
-                    headers=_COMMON_HEADERS,
+                    headers=_DEFAULT_HEADERS,
                 )
         proto = request.protocol
         busy[proto] = busy.get(proto, 0) + 1
         try:
             response = await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own answers (unknown route: 404, wrong method: 405)
+            for key, value in _DEFAULT_HEADERS.items():
+                exc.headers.setdefault(key, value)
+            raise
         finally:
             left = busy.get(proto, 1) - 1
             if left > 0:
                 busy[proto] = left
             else:
                 busy.pop(proto, None)
-        for key, value in _COMMON_HEADERS.items():
+        for key, value in _DEFAULT_HEADERS.items():
             response.headers.setdefault(key, value)
         return response
 
@@ -319,8 +368,8 @@ class ServerHandle:
         return f"http://{self.host}:{self.port}"
 
     def page_url(self, url: str) -> str:
-        """Server address of the page with canonical ``url``."""
-        return f"{self.base_url}/page?url={quote(url, safe='')}"
+        """Server address of the page with canonical ``url``, exactly as stored (``/raw``; people use ``/web/...``)."""
+        return f"{self.base_url}/raw?url={quote(url, safe='')}"
 
     @property
     def search_url(self) -> str:
@@ -464,8 +513,9 @@ def serve(
     async def main() -> None:
         running = await _start(corpus, host, port, limits, allowed_hosts)
         print(
-            f"Serving {len(corpus)} page{'' if len(corpus) == 1 else 's'} of {corpus.path} at http://{host}:{running.port}/ "
-            f"(pages: /page?url=..., search: /search?q=...). Ctrl-C stops.",
+            f"Serving {len(corpus)} page{'' if len(corpus) == 1 else 's'} of {corpus.path} "
+            f"at http://{host}:{running.port}/ "
+            f"(open it in a browser to search and read; programs: /raw?url=..., /search?q=...). Ctrl-C stops.",
             flush=True,
         )
         try:
