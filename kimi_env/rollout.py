@@ -79,11 +79,21 @@ def _tool_env(env: gym.Env) -> Any:
 
 
 async def _astep(env: gym.Env, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-    """Await one step through the user's wrappers when they forward ``astep``, else on the base environment."""
-    fn = getattr(env, "astep", None)
-    if fn is None:
-        fn = _tool_env(env).astep
-    return await fn(action)
+    """Await one step through the user's Gymnasium wrappers (``kimi_env.astep`` walks them)."""
+    try:
+        from .wrappers import astep
+    except ImportError:  # pragma: no cover - older layout
+        fn = getattr(env, "astep", None) or _tool_env(env).astep
+        return await fn(action)
+    return await astep(env, action)
+
+
+def _privileged(env: gym.Env) -> Any:
+    try:
+        from .wrappers import privileged_task
+    except ImportError:  # pragma: no cover - older layout
+        return getattr(_tool_env(env), "task", None)
+    return privileged_task(env)
 
 
 def _end_without_step(env: gym.Env, reason: str) -> tuple[float, dict[str, Any]]:
@@ -105,6 +115,8 @@ async def arun_episode(
     start = time.perf_counter()
     options = {"task": job.task} if job.task is not None else None
     obs, info = env.reset(seed=job.seed, options=options)
+    if getattr(policy, "privileged", False):  # scripted policies (the oracle) read the hop plan
+        info = {**info, "privileged_task": _privileged(env)}
     task = info.get("task") or {}
     meta = task.get("metadata") or {}
     base = _tool_env(env)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job. Sets up .venv, builds the embedded default world (2,000 pages, cached), and reports pass@1 on the
-# test split of every environment for the no-tool baseline and the oracle agent (which solves tasks only through
-# the real tools). Until the RL trainer lands this evaluates scripted policies; it becomes "pass@1 before and after
-# training" when it does. Extra arguments go to scripts/main_job.py (e.g. --episodes 50).
+# The main job: set up .venv (with the train extra: torch pinned, CPU build), build the embedded default world, then
+# `kimi-env train --preset cpu-smollm2`: SFT cold start of SmolLM2-135M on oracle demonstrations, REINFORCE with
+# per-turn gamma-decayed credit, and held-out test pass@1 before and after RL (multi-hop and one-hop, paired test).
+# The run directory (runs/cpu-smollm2 by default) gets report.md, results.json, metrics.jsonl, TensorBoard logs and
+# learning_curve.png. Extra arguments go to `kimi-env train` (e.g. --preset cpu-tiny for a smoke run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
-exec .venv/bin/python scripts/main_job.py "$@"
+bash scripts/setup.sh dev,train
+if [ "$#" -eq 0 ]; then
+  set -- --preset cpu-smollm2
+fi
+exec .venv/bin/kimi-env train "$@"

@@ -184,7 +184,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "cpu-tiny": dict(
         model="tiny", env_id="kimi_env/ColorBox-v0", env_kwargs={"protocol": "xml"}, kinds=[], train_layers="full",
-        learning_rate=3e-4, group_size=8, tasks_per_step=8, max_steps=10, max_turns=3, max_new_tokens=16,
+        learning_rate=3e-4, group_size=8, tasks_per_step=8, max_steps=10, max_turns=3, max_new_tokens=48,
         turn_discount=0.9, micro_batch_size=16, sft_episodes=128, sft_steps=60, sft_batch_size=16,
         sft_learning_rate=2e-3,
         sft_train_layers="full", eval_multi_hop=0, eval_one_hop=32, compare_no_discount=False, concurrency=16,

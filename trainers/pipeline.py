@@ -155,6 +155,7 @@ class _ShortSearchOracle:
 
         class _P(Policy):
             name = "oracle-top3"
+            privileged = True
 
             def reset(self, info: dict[str, Any]) -> None:
                 oracle.reset(info)

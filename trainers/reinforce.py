@@ -369,6 +369,8 @@ class ReinforceTrainer(GRPOTrainer):
             with torch.no_grad():
                 e = -(lsm.exp() * lsm).sum(-1)
             ent = ent.masked_scatter(sel_mask, e)
+        else:  # no sampled token in this micro-batch (no signal): a zero loss that still has a graph
+            logps = logps + hs.sum() * 0.0
         return logps, ent
 
     # ------------------------------------------------------------------ checkpoints: our RNG and step counter too

@@ -7,8 +7,9 @@ Short names:
   flags the model as quantized (TRL then refuses to train it and ``save_pretrained`` fails), so the loader rebuilds
   a plain ``LlamaForCausalLM`` from the config and the state dict and caches it under the kimi-env cache
   (``$KIMI_ENV_CACHE/models/``): the first load takes ~30-40 s, later ones well under a second.
-* ``tiny``: a small randomly initialized Llama (4 layers, width 128) with SmolLM2's tokenizer, for fast tests of
-  the training mechanism (seeded: the same seed gives the same weights).
+* ``tiny``: a small randomly initialized Llama (2 layers, width 128) over a byte-level tokenizer (256 bytes plus the
+  ChatML special tokens, built in code: no download, a 259-entry vocabulary so the output layer costs nothing), for
+  fast tests of the training mechanism (seeded: the same seed gives the same weights).
 
 Anything else is a hub id or a local path, loaded with ``AutoModelForCausalLM.from_pretrained`` (hub ids need
 internet; nothing here downloads at run time otherwise).
@@ -89,9 +90,31 @@ def smollm2_dir() -> Path:
     return target
 
 
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+          "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer with ChatML special tokens (``<|im_end|>`` ends a turn), made in code."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tk = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk)
+    tok.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+                            "additional_special_tokens": ["<|im_start|>"]})
+    tok.chat_template = CHATML
+    return tok
+
+
 def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
+    if name == "tiny":
+        return byte_tokenizer()
     if name in SHORT_NAMES:
         tok = AutoTokenizer.from_pretrained(smollm2_dir())
     else:
@@ -104,7 +127,7 @@ def load_tokenizer(name: str) -> Any:
 def tiny_config(vocab_size: int, **overrides: Any) -> Any:
     from transformers import LlamaConfig
 
-    base = dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+    base = dict(vocab_size=vocab_size, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True,
                 rms_norm_eps=1e-5, rope_theta=10000.0)
     base.update(overrides)

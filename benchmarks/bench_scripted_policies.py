@@ -1,6 +1,6 @@
 """Report pass@1 of the no-tool baseline and the oracle agent on the test split of every environment.
 
-Run by scripts/run.sh after setup. Prints one line per (environment, policy) and a final JSON line.
+(Formerly the main job, before the trainer landed.) Prints one line per (environment, policy) and a final JSON line.
 """
 
 from __future__ import annotations
