@@ -17,6 +17,7 @@ from typing import Any
 import gymnasium as gym
 
 from .policies.base import Policy
+from .wrappers import privileged_task
 
 
 @dataclass
@@ -50,6 +51,8 @@ def run_episode(
 ) -> Trajectory:
     """Play one episode. ``max_steps`` is a safety net on top of the env's own turn budget."""
     obs, info = env.reset(seed=seed, options=options)
+    if getattr(policy, "privileged", False):  # h-env hook: scripted policies (the oracle) get the hop plan
+        info = {**info, "privileged_task": privileged_task(env)}
     policy.reset(info)
     traj = Trajectory(task=info.get("task"), prompt=obs, tools=info.get("tools", []))
     for _ in range(max_steps):
