@@ -83,7 +83,7 @@ def _get_task_pool(seed: int, pages: int, n: int, task_seed: int, verify: bool, 
 
     world = get_world(seed, pages)
     key = hashlib.sha256(
-        f"{_synthesis_version()}|{world.fingerprint()}|{n}|{task_seed}|{verify}".encode()
+        f"{_synthesis_version()}|{world.cache_key()}|{n}|{task_seed}|{verify}".encode()
     ).hexdigest()[:16]
     path = Path(root) / "tasks" / f"seed{seed}-pages{pages}-n{n}-t{task_seed}{'-verified' if verify else ''}-{key}.jsonl"
     with _LOCK:

@@ -24,11 +24,12 @@ _LOCK = threading.Lock()
 
 
 def world_corpus(world: Any, cache_dir: str | os.PathLike | None = None) -> Any:
-    """The world's pages as an on-disk :class:`~kimi_env.web.corpus.Corpus`, built once per world fingerprint."""
+    """The world's pages as an on-disk :class:`~kimi_env.web.corpus.Corpus`, built once per world cache key (found
+    again without rendering a page: see :meth:`~kimi_env.world.model.World.cache_key`)."""
     from ..web.corpus import Corpus, cache_root
 
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "worlds"
-    out = root / f"seed{world.seed}-pages{world.n_pages}-{world.fingerprint()[:16]}"
+    out = root / f"seed{world.seed}-pages{world.n_pages}-{world.cache_key()[:16]}"
     with _LOCK:
         if (out / "manifest.json").is_file():
             return Corpus.open(out)
