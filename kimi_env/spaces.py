@@ -10,7 +10,9 @@ assigned code point that is not a surrogate, private-use, control (Cc) or format
   observation or a stored trajectory; other control characters and unassigned code points become U+FFFD.
 * :class:`UnicodeText` is a ``spaces.Text`` over that charset that stores no charset: it pickles to a few hundred
   bytes (worker processes, ``AsyncVectorEnv``), indexes characters by code point, and flattens, batches and goes
-  through ``AsyncVectorEnv``'s shared memory with Gymnasium's own ``Text`` functions.
+  through ``AsyncVectorEnv``'s shared memory with Gymnasium's own ``Text`` functions. Reading text back from shared
+  memory gives a live view (Gymnasium's ``Text`` reader decodes once, when the vector environment is created, so
+  every later observation would read as that first snapshot: padding characters).
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import functools
 import re
 import sys
 import unicodedata
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import shared_memory as _shared_memory
 
 REPLACEMENT = "\ufffd"
 _DROP_CATEGORIES = {"Cs", "Co", "Cn", "Cc", "Cf"}
@@ -173,6 +177,38 @@ class UnicodeText(spaces.Text):
 
     def __repr__(self) -> str:
         return f"UnicodeText({self.min_length}, {self.max_length})"
+
+
+class _SharedTexts(Sequence):
+    """The texts in an ``AsyncVectorEnv``'s shared memory, decoded on every access (a deep copy is a tuple)."""
+
+    def __init__(self, space: UnicodeText, memory: Any, n: int) -> None:
+        self._rows = np.frombuffer(memory.get_obj(), dtype=np.int32).reshape((n, space.max_length))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(len(self))[index])
+        row = self._rows[index]
+        return "".join(map(chr, row[(row >= 0) & (row < _CODE_POINTS)].tolist()))
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
+@_shared_memory.read_from_shared_memory.register(UnicodeText)
+def _read_unicode_text(space: UnicodeText, memory: Any, n: int = 1) -> _SharedTexts:
+    return _SharedTexts(space, memory, n)
 
 
 def text_space(max_length: int, min_length: int = 0) -> UnicodeText:
