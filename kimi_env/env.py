@@ -496,10 +496,11 @@ class ToolEnv(gym.Env[str, str]):
         for _ in range(16):
             if frame is None:
                 break
-            wrapper = frame.f_locals.get("self")
-            if isinstance(wrapper, TimeLimit) and wrapper.unwrapped is self:
-                self._time_limit = int(wrapper._max_episode_steps)
-                break
+            for name in ("self", "env"):  # a wrapper's own reset, or kimi_env.areset walking the chain
+                wrapper = frame.f_locals.get(name)
+                if isinstance(wrapper, TimeLimit) and wrapper.unwrapped is self:
+                    self._time_limit = int(wrapper._max_episode_steps)
+                    return
             frame = frame.f_back
 
     def _budget_exceeded(self) -> str | None:

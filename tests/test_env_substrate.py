@@ -388,6 +388,14 @@ def test_time_limit_goes_through_the_budget_rule():
     assert truncated and not term and reward == -0.2 and info["end_reason"] == "max_turns"
     with pytest.raises(ResetNeededError):  # the episode is over in the environment too
         env.step("<answer>3</answer>")
+
+    async def through_async_helpers():  # the same rule when the wrappers are walked by kimi_env.areset/astep
+        await kimi_env.areset(env, seed=1)
+        await kimi_env.astep(env, "no action")
+        return await kimi_env.astep(env, "no action")
+
+    _, reward, _, truncated, info = asyncio.run(through_async_helpers())
+    assert truncated and reward == -0.2 and info["end_reason"] == "max_turns"
     env.close()
 
 
