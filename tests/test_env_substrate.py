@@ -366,6 +366,19 @@ def test_oracle_reexport_and_both_protocols_on_calculator():
     env.close()
 
 
+@pytest.mark.parametrize("env_id", ["SearchQA-v0", "BrowseQA-v0", "CodeQA-v0"])
+def test_the_world_oracle_works_under_both_protocols(env_id):
+    from kimi_env.policies import OraclePolicy
+    from kimi_env.rollout import run_episode
+
+    rewards = {}
+    for protocol in ("hermes", "xml"):
+        env = kimi_env.make(env_id, split="test", protocol=protocol)
+        rewards[protocol] = [run_episode(env, OraclePolicy(), seed=s).reward for s in range(10)]
+        env.close()
+    assert rewards["xml"] == rewards["hermes"] and rewards["xml"].count(1.0) >= 9, rewards
+
+
 # ---------------------------------------------------------------- 13.5 Gymnasium conformance
 def test_error_classes_are_gymnasium_and_builtin_compatible():
     assert issubclass(ResetNeededError, gym.error.ResetNeeded)
