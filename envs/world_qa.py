@@ -36,8 +36,11 @@ def _synthesis_version() -> str:
     import kimi_env.world as world_pkg
 
     h = hashlib.sha256()
-    for name in ("synth.py", "funnel.py", "plan.py", "solvable.py"):
-        h.update((Path(world_pkg.__file__).parent / name).read_bytes())
+    root = Path(world_pkg.__file__).parent
+    # the funnel's triviality stage also depends on the no-tool policy's guess and the scorer
+    for path in (root / "synth.py", root / "funnel.py", root / "plan.py", root / "solvable.py",
+                 root.parent / "policies" / "baselines.py", root.parent / "rewards.py"):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
