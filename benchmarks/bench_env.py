@@ -36,7 +36,7 @@ def main() -> None:
         t = time.perf_counter()
         obs, info = env.reset(seed=i)
         resets.append(time.perf_counter() - t)
-        expr = info["task"]["metadata"]["plan"][0]["expression"]
+        expr = env.unwrapped.privileged_task["metadata"]["plan"][0]["expression"]
         t = time.perf_counter()
         env.step('<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>' % expr)
         calls.append(time.perf_counter() - t)

@@ -37,8 +37,11 @@ def _synthesis_version() -> str:
     import kimi_env.world as world_pkg
 
     h = hashlib.sha256()
-    for name in ("synth.py", "funnel.py", "plan.py", "solvable.py"):
-        h.update((Path(world_pkg.__file__).parent / name).read_bytes())
+    root = Path(world_pkg.__file__).parent
+    # the funnel's triviality stage also depends on the no-tool policy's guess and the scorer
+    for path in (root / "synth.py", root / "funnel.py", root / "plan.py", root / "solvable.py",
+                 root.parent / "policies" / "baselines.py", root.parent / "rewards.py"):
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -84,7 +87,7 @@ def _get_task_pool(seed: int, pages: int, n: int, task_seed: int, verify: bool, 
 
     world = get_world(seed, pages)
     key = hashlib.sha256(
-        f"{_synthesis_version()}|{world.fingerprint()}|{n}|{task_seed}|{verify}".encode()
+        f"{_synthesis_version()}|{world.cache_key()}|{n}|{task_seed}|{verify}".encode()
     ).hexdigest()[:16]
     path = Path(root) / "tasks" / f"seed{seed}-pages{pages}-n{n}-t{task_seed}{'-verified' if verify else ''}-{key}.jsonl"
     with _LOCK:

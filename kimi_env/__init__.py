@@ -9,16 +9,24 @@ from __future__ import annotations
 from typing import Any
 
 from .env import ToolEnv
-from .errors import InvalidArgumentError, KimiEnvError, ResetNeededError, ToolDefinitionError, UnknownNameError
+from .errors import (InvalidArgumentError, KimiEnvError, ResetNeededError, StepInProgressError, ToolDefinitionError,
+                     UnknownNameError)
 from .protocol import FormatError, HermesProtocol, ParsedTurn, Protocol, ToolCall, XMLTagProtocol
 from .registration import list_envs, make, register_envs
 from .tasks import Task, load_tasks, save_tasks
-from .tools.base import Tool, ToolResult, ToolStatus, function_tool
+from .tools.base import Tool, ToolResult, ToolStatus, execution_started, function_tool
+from .wrappers import aclose, areset, astep, privileged_task, truncate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ToolEnv",
+    "astep",
+    "areset",
+    "aclose",
+    "truncate",
+    "privileged_task",
+    "execution_started",
     "Tool",
     "ToolResult",
     "ToolStatus",
@@ -38,6 +46,7 @@ __all__ = [
     "InvalidArgumentError",
     "UnknownNameError",
     "ResetNeededError",
+    "StepInProgressError",
     "ToolDefinitionError",
 ]
 

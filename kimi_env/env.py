@@ -26,18 +26,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import weakref
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import gymnasium as gym
 
 from . import aio
-from .errors import InvalidArgumentError, ResetNeededError, suggest, unknown_name
+from .errors import InvalidArgumentError, ResetNeededError, StepInProgressError, suggest, unknown_name
 from .protocol import FormatError, ParsedTurn, Protocol, ToolCall, get_protocol
 from .rewards import Judge, JudgeScorer, score_answer
-from .spaces import sanitize, text_space
+from .spaces import neutralize, text_space
 from .tasks import Task
 from .tools.base import Tool, ToolResult, ToolStatus, truncate
 
@@ -63,6 +65,43 @@ def _close_tools(tools: list[Tool]) -> None:
         tool.close()
 
 
+async def _aclose_tools(tools: list[Tool]) -> None:
+    for tool in tools:
+        try:
+            await tool.aclose()
+        except Exception:  # noqa: BLE001 - closing must not raise
+            pass
+
+
+def _takes_seed(tool: Tool) -> bool:
+    try:
+        return "seed" in inspect.signature(tool.reset).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _fit(contents: list[str], limit: int) -> list[str]:
+    """Cut the longest of ``contents`` (each with a marker) until their total length fits ``limit``.
+
+    >>> [len(c) <= 60 for c in _fit(["a" * 10, "b" * 200, "c" * 200], 130)]
+    [True, True, True]
+    >>> _fit(["short", "texts"], 100)
+    ['short', 'texts']
+    """
+    if sum(map(len, contents)) <= limit:
+        return list(contents)
+    order = sorted(range(len(contents)), key=lambda i: len(contents[i]))
+    out = list(contents)
+    left, count = limit, len(contents)
+    for i in order:  # water-filling: short ones keep everything, long ones share what remains equally
+        share = max(left // count, 0)
+        if len(out[i]) > share:
+            out[i] = truncate(out[i], max(share, 1), "tool output")[0] if share >= 60 else out[i][: max(share, 0)]
+        left -= len(out[i])
+        count -= 1
+    return out
+
+
 class ToolEnv(gym.Env[str, str]):
     """Base class of kimi-env environments. See the module docstring for the contract.
 
@@ -70,6 +109,9 @@ class ToolEnv(gym.Env[str, str]):
         max_turns: Policy turns per episode before truncation.
         max_context_chars: Budget on the whole conversation (every message, in characters); exceeding it truncates
             the episode.
+        max_context_tokens: Budget on the whole conversation in tokens, counted with ``token_counter`` (replaces
+            ``max_context_chars`` when given; pass both or neither).
+        token_counter: ``str -> int``, the number of tokens of a message's content (your tokenizer).
         max_observation_chars: Upper bound of every observation (also the observation space's ``max_length``).
         max_action_chars: Longest turn parsed; a longer turn is a format error (it is stored cut, with a marker).
         format_penalty: Final reward of an episode with any format error or that hit a budget.
@@ -103,6 +145,8 @@ class ToolEnv(gym.Env[str, str]):
         *,
         max_turns: int = 12,
         max_context_chars: int = 120_000,
+        max_context_tokens: int | None = None,
+        token_counter: Callable[[str], int] | None = None,
         max_observation_chars: int = 16_000,
         max_action_chars: int = 16_000,
         format_penalty: float = -0.1,
@@ -130,10 +174,21 @@ class ToolEnv(gym.Env[str, str]):
             problems.append(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if tool_timeout is not None and not (isinstance(tool_timeout, (int, float)) and tool_timeout > 0):
             problems.append(f"tool_timeout must be a positive number of seconds, got {tool_timeout!r}")
+        if (max_context_tokens is None) != (token_counter is None):
+            problems.append("max_context_tokens and token_counter go together (a budget in tokens needs a counter), "
+                            f"got max_context_tokens={max_context_tokens!r}, token_counter={token_counter!r}")
+        elif max_context_tokens is not None:
+            if isinstance(max_context_tokens, bool) or not isinstance(max_context_tokens, int) or max_context_tokens < 1:
+                problems.append(f"max_context_tokens must be an int >= 1, got {max_context_tokens!r}")
+            if not callable(token_counter):
+                problems.append(f"token_counter must be a callable str -> int, got {type(token_counter).__name__}")
         if problems:
             raise InvalidArgumentError(f"{type(self).__name__}: " + "; ".join(problems) + ".")
         self.max_turns = max_turns
         self.max_context_chars = max_context_chars
+        self.max_context_tokens = max_context_tokens
+        self.token_counter = token_counter
+        self._context_limit = max_context_tokens if max_context_tokens is not None else max_context_chars
         self.max_observation_chars = max_observation_chars
         self.max_action_chars = max_action_chars
         self.format_penalty = float(format_penalty)
@@ -159,6 +214,7 @@ class ToolEnv(gym.Env[str, str]):
             for tool in self.tools:
                 tool.set_timeout(float(tool_timeout))
         self._tools_by_name = {t.name: t for t in self.tools}
+        self._seeded_tools = {t for t in self.tools if _takes_seed(t)}
         # Close the tools (sessions, servers, workers) even if the user never calls close(): at garbage
         # collection or at interpreter exit, whichever comes first.
         self._finalizer = weakref.finalize(self, _close_tools, list(self.tools))
@@ -169,7 +225,11 @@ class ToolEnv(gym.Env[str, str]):
         self._task: Task | None = None
         self._active = False
         self._closed = False
-        self._messages: list[dict[str, str]] = []
+        self._in_flight = False
+        self._episode = 0
+        self._time_limit: int | None = None
+        self._messages: list[dict[str, Any]] = []
+        self._context_used = 0
         self._reset_stats()
 
     # ------------------------------------------------------------------ what subclasses write
@@ -195,8 +255,10 @@ class ToolEnv(gym.Env[str, str]):
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-        """Start an episode. ``options={"task": Task | dict}`` poses a given task instead of sampling one."""
-        super().reset(seed=seed)
+        """Start an episode. ``options={"task": Task | dict}`` poses a given task instead of sampling one.
+
+        Resetting an unfinished episode ends it first (the tools' :meth:`~kimi_env.Tool.on_episode_end` runs)."""
+        self._check_not_in_flight("reset")
         if self._closed:
             raise ResetNeededError(f"{type(self).__name__} is closed; create a new environment.")
         options = dict(options or {})
@@ -205,47 +267,128 @@ class ToolEnv(gym.Env[str, str]):
             raise InvalidArgumentError(
                 f"reset() got unknown options {sorted(options)}; the only option is 'task' (a Task or a dict)."
             )
+        if task is not None and not isinstance(task, (Task, Mapping)):
+            raise InvalidArgumentError(f"options['task'] must be a Task or a dict, got {type(task).__name__}.")
+        if isinstance(task, Mapping):
+            task = Task.from_dict(task, default_id="custom")
+        super().reset(seed=seed)
+        if self._active:
+            self._end_episode()
+        self._adopt_time_limit()
         if task is None:
             task = self._sample_task()
-        elif isinstance(task, Mapping):
-            task = Task.from_dict(task, default_id="custom")
-        elif not isinstance(task, Task):
-            raise InvalidArgumentError(f"options['task'] must be a Task or a dict, got {type(task).__name__}.")
         self._task = task
         for tool in self.tools:
-            tool.reset()
+            if tool in self._seeded_tools:
+                tool.reset(seed=int(self.np_random.integers(2**31 - 1)))
+            else:
+                tool.reset()
         self._reset_stats()
-        system = self.protocol.instructions(self.tools)
-        user = self._task_prompt(task)
-        self._messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        self._context_chars = len(system) + len(user)
+        system, user = self._prompt_parts(self.protocol.instructions(self.tools), self._task_prompt(task))
+        self._messages = []
+        self._context_used = 0
+        self._append({"role": "system", "content": system})
+        self._append({"role": "user", "content": user})
         self._active = True
-        room = self.max_observation_chars - len(user) - 2
-        if len(system) > room and room >= 200:  # cut the tool descriptions, never the question
-            system = truncate(system, room, "system prompt")[0]
-        obs = self._bound(f"{system}\n\n{user}")
-        info = self._info()
+        self._episode += 1
+        obs = f"{system}\n\n{user}"
+        info = self._info(new=2)
         info["tools"] = [t.schema for t in self.tools]
+        info["protocol"] = self.protocol.name
         return obs, info
+
+    async def areset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """:meth:`reset` for asynchronous callers (it does no blocking work; through wrappers use
+        :func:`kimi_env.areset`)."""
+        return self.reset(seed=seed, options=options)
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         parsed = self._begin_step(action)
-        outcomes = self._run_calls(parsed.tool_calls) if parsed.tool_calls else []
-        return self._finish_step(action, parsed, outcomes)
+        try:
+            outcomes = self._run_calls(parsed.tool_calls) if parsed.tool_calls else []
+            correctness = None
+            if parsed.answer is not None and self._task is not None:
+                correctness = float(self.score(self._task, parsed.answer))
+            return self._finish_step(action, parsed, outcomes, correctness)
+        finally:
+            self._in_flight = False
 
     async def astep(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """``step`` for asynchronous rollouts: awaitable from any event loop, so one program can step many
-        environments at once (their tool calls overlap). Same semantics and results as :meth:`step`."""
+        environments at once (their tool calls overlap). Same semantics and results as :meth:`step`.
+
+        One step at a time per environment: a second ``astep`` (or ``step``/``reset``) while one is running raises
+        :class:`~kimi_env.errors.StepInProgressError`. Cancelling it (``asyncio.wait_for``, ``task.cancel()``)
+        leaves the environment as it was before the step: no turn counted, nothing appended to the transcript (the
+        cancelled tool calls are cancelled too; side effects a tool already had, such as a page it opened, stay).
+        The answer is scored with :meth:`ascore`, so an LLM judge never blocks the event loop. Through Gymnasium
+        wrappers, use :func:`kimi_env.astep`."""
         parsed = self._begin_step(action)
-        outcomes = []
-        if parsed.tool_calls:
-            try:
-                outcomes = await aio.arun(self._gather(parsed.tool_calls))
-            except Exception as exc:  # noqa: BLE001 - acall never raises; this guards the event loop itself
-                outcomes = self._loop_failure(parsed.tool_calls, exc)
-        return self._finish_step(action, parsed, outcomes)
+        try:
+            outcomes = []
+            if parsed.tool_calls:
+                try:
+                    outcomes = await aio.arun(self._gather(parsed.tool_calls))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - acall never raises; this guards the event loop itself
+                    outcomes = self._loop_failure(parsed.tool_calls, exc)
+            correctness = None
+            if parsed.answer is not None and self._task is not None:
+                correctness = float(await self.ascore(self._task, parsed.answer))
+            if self._closed:
+                raise ResetNeededError(f"{type(self).__name__} was closed while this step ran; its result is lost.")
+            return self._finish_step(action, parsed, outcomes, correctness)
+        finally:
+            self._in_flight = False
+
+    async def ascore(self, task: Task, answer: str) -> float:
+        """:meth:`score` for asynchronous callers: an ``async`` judge is awaited, a plain judge or an overridden
+        ``score`` runs in a worker thread, so neither blocks the event loop."""
+        if self._judge is not None:
+            return await self._judge.acall(task.question, answer, task.answers)
+        if type(self).score is ToolEnv.score:
+            return self.score(task, answer)
+        return await asyncio.to_thread(self.score, task, answer)
+
+    def truncate(self, reason: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """End the running episode now, under the environment's budget rule, as ``max_turns`` would: truncated,
+        no answer, reward ``format_penalty``, ``info["end_reason"] == reason``. A rollout engine calls this when the
+        policy runs out of its own budget (tokens, time). Returns ``(observation, reward, terminated=False,
+        truncated=True, info)`` like the step that would have ended it; nothing is appended to the transcript."""
+        self._check_not_in_flight("truncate")
+        if not isinstance(reason, str) or not reason.strip() or len(reason) > 100:
+            raise InvalidArgumentError(
+                f"truncate(reason) expects a short non-empty str (at most 100 characters), got {reason!r:.120}. "
+                "Fix: env.truncate('max_tokens')."
+            )
+        if not self._active:
+            raise ResetNeededError(
+                "truncate() called before reset() or after the episode ended "
+                f"(end reason: {self._end_reason or 'never reset'}). Fix: call env.reset() first."
+            )
+        note = f"The episode was cut ({reason}) without an answer."
+        self._end_reason = reason.strip()
+        self._format_errors += 1
+        self._last_errors = [f"{self._end_reason}: {note}"]
+        self._action_cut = 0
+        reward = self._final_reward()
+        self._end_episode()
+        return note, reward, False, True, self._info(new=0)
+
+    def _check_not_in_flight(self, what: str) -> None:
+        if self._in_flight:
+            raise StepInProgressError(
+                f"{what}() called on {type(self).__name__} while its previous astep() is still running. One "
+                "environment runs one step at a time. Fix: await the running step first, or use one environment per "
+                "concurrent episode."
+            )
 
     def _begin_step(self, action: str) -> ParsedTurn:
+        """Checks and parsing only: no episode state changes before the tool calls have returned."""
+        self._check_not_in_flight("step")
         if not self._active:
             raise ResetNeededError(
                 "step() called before reset() or after the episode ended "
@@ -256,15 +399,21 @@ class ToolEnv(gym.Env[str, str]):
                 f"action must be the policy's turn as a str, got {type(action).__name__}. "
                 "Fix: decode the model's tokens to text before calling step()."
             )
-        self._turn += 1
         parsed = self._parse(action)
-        self._format_errors += len(parsed.errors)
-        self._last_errors = [f"{e.kind}: {e.message}" for e in parsed.errors]
+        turn = self._turn + 1
+        parsed.tool_calls = [replace(c, id=f"call_{turn}_{i}") for i, c in enumerate(parsed.tool_calls)]
+        self._in_flight = True
         return parsed
 
     def _finish_step(
-        self, action: str, parsed: ParsedTurn, results: list[tuple[ToolCall, ToolResult]]
+        self, action: str, parsed: ParsedTurn, results: list[tuple[ToolCall, ToolResult]],
+        correctness: float | None,
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Commit the step (no awaits in here: a cancelled step never gets this far)."""
+        before = len(self._messages)
+        self._turn += 1
+        self._format_errors += len(parsed.errors)
+        self._last_errors = [f"{e.kind}: {e.message}" for e in parsed.errors]
         for call, result in results:
             self._tool_calls[call.name] += 1
             if result.status == ToolStatus.INVALID_ARGUMENTS:
@@ -274,8 +423,12 @@ class ToolEnv(gym.Env[str, str]):
                 if url not in self._urls_seen:
                     self._urls_seen.add(url)
                     self._urls.append(url)
-        stored_action = truncate(action, self.max_action_chars, "turn")[0]
-        self._append("assistant", stored_action)
+        stored_action, self._action_cut = truncate(action, self.max_action_chars, "turn")
+        self._append({"role": "assistant", "content": stored_action})
+        self._step_calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments, "status": r.status, "ok": r.ok}
+            for c, r in results
+        ]
 
         terminated = truncated = False
         reward = 0.0
@@ -283,30 +436,78 @@ class ToolEnv(gym.Env[str, str]):
             terminated = True
             self._end_reason = "answer"
             self._answer = parsed.answer
-            obs = self._bound("Answer recorded; the episode is over.")
+            self._correctness = correctness
+            obs = "Answer recorded; the episode is over."
         else:
             obs = self._bound(self.protocol.render_results(results, parsed.errors))
-            self._append(self.protocol.observation_role, obs)
-            if self._context_chars > self.max_context_chars:
+            for message in self._observation_messages(results, parsed.errors, obs):
+                self._append(message)
+            over = self._budget_exceeded()
+            if over is not None:
                 truncated, self._end_reason = True, "context_overflow"
-                note = (f"\nContext budget exceeded ({self._context_chars} > {self.max_context_chars} characters); "
-                        "the episode is over without an answer.")
-            elif self._turn >= self.max_turns:
+                note = f"\nContext budget exceeded ({over}); the episode is over without an answer."
+            elif self._turn >= self._turn_limit():
                 truncated, self._end_reason = True, "max_turns"
-                note = f"\nTurn limit reached ({self.max_turns} turns); the episode is over without an answer."
+                note = f"\nTurn limit reached ({self._turn_limit()} turns); the episode is over without an answer."
             if truncated:
                 self._format_errors += 1
                 self._last_errors.append(f"{self._end_reason}: {note.strip()}")
                 obs = self._bound(obs + note)
         if terminated or truncated:
             reward = self._final_reward()
-            self._active = False
-            for tool in self.tools:  # h-sandbox stopgap until h-env's Tool.on_episode_end hook lands on main
-                getattr(tool, "on_episode_end", lambda: None)()
-        info = self._info()
+            self._end_episode()
+        info = self._info(new=len(self._messages) - before)
         if self.render_mode == "human":
             print(self.render_text(last_only=True))
         return obs, reward, terminated, truncated, info
+
+    def _observation_messages(
+        self, results: list[tuple[ToolCall, ToolResult]], errors: list[FormatError], obs: str
+    ) -> list[dict[str, Any]]:
+        """The messages a step's observation adds: the protocol's own split (one per call), or one message."""
+        split = getattr(self.protocol, "result_messages", None)
+        messages = split(results, errors) if split is not None else None
+        if not messages:
+            return [{"role": self.protocol.observation_role, "content": obs}]
+        contents = _fit([neutralize(str(m.get("content", ""))) for m in messages], self.max_observation_chars)
+        return [{**m, "content": c} for m, c in zip(messages, contents)]
+
+    def _end_episode(self) -> None:
+        """The episode is over (answer, budget, truncate, close, abandoning reset): tell the tools, once."""
+        self._active = False
+        for tool in self.tools:
+            try:
+                tool.on_episode_end()
+            except Exception:  # noqa: BLE001 - a tool's cleanup must not break the environment
+                pass
+
+    def _turn_limit(self) -> int:
+        return min(self.max_turns, self._time_limit) if self._time_limit else self.max_turns
+
+    def _adopt_time_limit(self) -> None:
+        """Route a Gymnasium ``TimeLimit`` wrapped around this environment (``gym.make(..., max_episode_steps=N)``)
+        through the environment's own budget rule: it acts as ``max_turns=min(max_turns, N)``, so the last step
+        is truncated with ``format_penalty`` and ``end_reason="max_turns"`` instead of a bare ``truncated=True``.
+        The wrapper is found among the callers of ``reset`` (``TimeLimit.reset`` calls down to us)."""
+        from gymnasium.wrappers import TimeLimit
+
+        self._time_limit = None
+        frame = sys._getframe(2)
+        for _ in range(16):
+            if frame is None:
+                break
+            for name in ("self", "env"):  # a wrapper's own reset, or kimi_env.areset walking the chain
+                wrapper = frame.f_locals.get(name)
+                if isinstance(wrapper, TimeLimit) and wrapper.unwrapped is self:
+                    self._time_limit = int(wrapper._max_episode_steps)
+                    return
+            frame = frame.f_back
+
+    def _budget_exceeded(self) -> str | None:
+        if self._context_used > self._context_limit:
+            unit = "tokens" if self.token_counter is not None else "characters"
+            return f"{self._context_used} > {self._context_limit} {unit}"
+        return None
 
     def render(self) -> str | None:
         if self.render_mode == "ansi":
@@ -323,10 +524,24 @@ class ToolEnv(gym.Env[str, str]):
         if self._closed:
             return
         self._closed = True
-        self._active = False
+        if self._active:
+            self._end_episode()
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer()
+        super().close()
+
+    async def aclose(self) -> None:
+        """:meth:`close` for asynchronous callers: the tools close on the background loop without blocking yours."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._active:
+            self._end_episode()
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        await aio.arun(_aclose_tools(list(self.tools)))
         super().close()
 
     # ------------------------------------------------------------------ helpers
@@ -336,7 +551,14 @@ class ToolEnv(gym.Env[str, str]):
         return self._task
 
     @property
-    def messages(self) -> list[dict[str, str]]:
+    def privileged_task(self) -> dict[str, Any] | None:
+        """The current task as ``info["task"]`` plus its privileged metadata (the hop ``plan``, ``evidence_urls``):
+        the explicit accessor for scripted policies such as the oracle. No answers, no ``_`` keys. Through
+        wrappers: :func:`kimi_env.privileged_task`."""
+        return self._task.privileged() if self._task is not None else None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
         """A copy of the conversation so far."""
         return [dict(m) for m in self._messages]
 
@@ -351,14 +573,43 @@ class ToolEnv(gym.Env[str, str]):
         self._answer: str | None = None
         self._correctness: float | None = None
         self._reward: float | None = None
-        self._context_chars = 0
+        self._action_cut = 0
+        self._step_calls: list[dict[str, Any]] = []
 
-    def _append(self, role: str, content: str) -> None:
-        self._messages.append({"role": role, "content": content})
-        self._context_chars += len(content)
+    def _append(self, message: dict[str, Any]) -> None:
+        self._messages.append(message)
+        self._context_used += self._size(message["content"])
+
+    def _size(self, text: str) -> int:
+        if self.token_counter is None:
+            return len(text)
+        try:
+            n = self.token_counter(text)
+        except Exception as exc:
+            raise InvalidArgumentError(
+                f"token_counter raised {type(exc).__name__}: {str(exc)[:200]}. Fix: pass a callable str -> int "
+                "(e.g. lambda s: len(tokenizer(s).input_ids))."
+            ) from exc
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise InvalidArgumentError(
+                f"token_counter must return an int >= 0, got {n!r}. Fix: return the number of tokens of the text."
+            )
+        return n
+
+    def _prompt_parts(self, system: str, user: str) -> tuple[str, str]:
+        """The system and user text of the reset observation, cut so that ``system + "\\n\\n" + user`` fits the
+        observation bound: the tool descriptions first, never below 200 characters, then the question."""
+        system, user = neutralize(system), neutralize(user)
+        room = self.max_observation_chars - len(user) - 2
+        if len(system) > room:
+            system = truncate(system, max(room, 200), "system prompt")[0]
+            room = self.max_observation_chars - len(system) - 2
+            if len(user) > room:
+                user = truncate(user, room, "question")[0]
+        return system, user
 
     def _bound(self, text: str) -> str:
-        return truncate(sanitize(text), self.max_observation_chars, "observation")[0]
+        return truncate(neutralize(text), self.max_observation_chars, "observation")[0]
 
     def _parse(self, action: str) -> ParsedTurn:
         if len(action) > self.max_action_chars:
@@ -387,16 +638,17 @@ class ToolEnv(gym.Env[str, str]):
             return self._loop_failure(calls, exc)
 
     def _final_reward(self) -> float:
-        if self._end_reason == "answer" and self._task is not None and self._answer is not None:
-            self._correctness = float(self.score(self._task, self._answer))
         self._reward = self._correctness if (self._format_errors == 0 and self._correctness is not None) \
             else self.format_penalty
         return self._reward
 
-    def _info(self) -> dict[str, Any]:
+    def _info(self, new: int) -> dict[str, Any]:
         return {
             "task": self._task.public() if self._task else None,
             "messages": self.messages,
+            "new_messages": [dict(m) for m in self._messages[len(self._messages) - new:]] if new else [],
+            "step_calls": [dict(c) for c in self._step_calls],
+            "action_cut_chars": self._action_cut,
             "num_turns": self._turn,
             "tool_calls": dict(sorted(self._tool_calls.items())),
             "urls_visited": list(self._urls),

@@ -10,13 +10,17 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+from gymnasium.error import ResetNeeded
+
 
 class KimiEnvError(Exception):
     """Base class of every error raised by kimi-env."""
 
 
-class InvalidArgumentError(KimiEnvError, TypeError):
-    """A constructor or function got an argument it does not accept (unknown name, wrong type or value)."""
+class InvalidArgumentError(KimiEnvError, TypeError, ValueError):
+    """A constructor or function got an argument it does not accept (unknown name, wrong type or value).
+
+    It is both a ``TypeError`` and a ``ValueError``: it is raised for wrong types and for bad values alike."""
 
 
 class UnknownNameError(KimiEnvError, KeyError):
@@ -26,8 +30,15 @@ class UnknownNameError(KimiEnvError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class ResetNeededError(KimiEnvError, RuntimeError):
-    """``step`` was called before ``reset`` or after the episode ended."""
+class ResetNeededError(KimiEnvError, ResetNeeded, RuntimeError):
+    """``step`` was called before ``reset`` or after the episode ended (also a ``gymnasium.error.ResetNeeded``,
+    which Gymnasium's own order check raises, so one ``except`` catches both)."""
+
+
+class StepInProgressError(KimiEnvError, RuntimeError):
+    """``step``/``astep``/``reset`` was called on an environment whose previous ``astep`` has not finished.
+
+    One environment runs one step at a time; step many environments concurrently instead."""
 
 
 class ToolDefinitionError(KimiEnvError, TypeError):

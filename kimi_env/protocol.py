@@ -10,6 +10,16 @@ A protocol is a pluggable object. Two ship:
 
 Both ignore anything inside ``<think>...</think>``. Parsing never raises: problems come back as
 :class:`FormatError` values whose messages say what was expected and what came.
+
+**Transcript and chat templates.** A protocol also decides the messages a step appends to ``info["messages"]``
+(:meth:`Protocol.result_messages`). By default a step adds one message holding the observation text (Hermes: role
+``tool``, every result already wrapped in ``<tool_response>``; XML: role ``user``). For chat templates that wrap
+tool responses and list the tools themselves (Qwen/ChatML-style templates given ``tools=``), use
+``HermesProtocol(tool_messages="per_call", tools_in_prompt=False)``: one ``role="tool"`` message per call with the
+raw result, its ``tool_call_id`` and ``name`` (format errors go in a ``user`` message after them), and a system
+prompt without the tool schemas and call format (pass ``info["tools"]`` to the template instead).
+Scripted policies write calls with :meth:`Protocol.format_call` and read results with
+:meth:`Protocol.result_bodies`, so they work under any protocol.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import unknown_name
+from .errors import InvalidArgumentError, unknown_name
 from .tools.base import Tool, ToolResult
 
 _THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
@@ -79,6 +89,23 @@ class Protocol(ABC):
     @abstractmethod
     def render_results(self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]) -> str:
         """The observation text for a turn's results and format errors."""
+
+    def result_messages(
+        self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]
+    ) -> list[dict[str, Any]] | None:
+        """The messages a step appends to the transcript; ``None``: one ``observation_role`` message holding the
+        observation text."""
+        return None
+
+    def format_call(self, name: str, arguments: dict[str, Any]) -> str:
+        """The text of one tool call in this protocol (what a scripted policy writes)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement format_call(name, arguments); "
+                                  "scripted policies such as the oracle need it.")
+
+    def result_bodies(self, observation: str) -> list[str]:
+        """The result contents in an observation, in call order (what a scripted policy reads)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement result_bodies(observation); "
+                                  "scripted policies such as the oracle need it.")
 
     @staticmethod
     def _strip_think(text: str, parsed: ParsedTurn) -> str:
@@ -146,8 +173,35 @@ class HermesProtocol(Protocol):
 
     name = "hermes"
     _CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+    _RESPONSE = re.compile(r"<tool_response>\n[^\n]*\n(.*?)\n</tool_response>", re.DOTALL)
+    TOOL_MESSAGES = ("combined", "per_call")
+
+    def __init__(self, *, tool_messages: str = "combined", tools_in_prompt: bool = True) -> None:
+        """
+        Args:
+            tool_messages: ``"combined"`` (one ``tool`` message per step, results wrapped in ``<tool_response>``)
+                or ``"per_call"`` (one ``tool`` message per call with the raw result, ``tool_call_id`` and
+                ``name``: for chat templates that wrap tool responses themselves).
+            tools_in_prompt: False leaves the tool schemas and the call format out of the system prompt, for chat
+                templates that render ``tools=`` themselves.
+        """
+        if tool_messages not in self.TOOL_MESSAGES:
+            raise unknown_name("tool_messages mode", str(tool_messages), self.TOOL_MESSAGES)
+        if not isinstance(tools_in_prompt, bool):
+            raise InvalidArgumentError(f"tools_in_prompt must be True or False, got {tools_in_prompt!r}.")
+        self.tool_messages = tool_messages
+        self.tools_in_prompt = tools_in_prompt
+
+    def __repr__(self) -> str:
+        return f"HermesProtocol(tool_messages={self.tool_messages!r}, tools_in_prompt={self.tools_in_prompt})"
 
     def instructions(self, tools: Sequence[Tool]) -> str:
+        if not self.tools_in_prompt:
+            return (
+                "You are a research agent. Think step by step, use the tools to find and check facts, then answer.\n"
+                "When you know the answer, write it alone, as short as possible, inside <answer></answer> tags, "
+                "in a turn without tool calls."
+            )
         schemas = "\n".join(json.dumps(t.schema["function"], ensure_ascii=False) for t in tools)
         return (
             "You are a research agent. Think step by step, use the tools to find and check facts, then answer.\n"
@@ -208,6 +262,25 @@ class HermesProtocol(Protocol):
             return None
         return ToolCall(obj["name"], args, id=f"call_{i}")
 
+    def result_messages(
+        self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]
+    ) -> list[dict[str, Any]] | None:
+        if self.tool_messages == "combined":
+            return None
+        messages: list[dict[str, Any]] = [
+            {"role": "tool", "content": res.content, "tool_call_id": call.id, "name": call.name}
+            for call, res in results
+        ]
+        if errors:
+            messages.append({"role": "user", "content": _render_error_block(errors)})
+        return messages
+
+    def format_call(self, name: str, arguments: dict[str, Any]) -> str:
+        return "<tool_call>" + json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False) + "</tool_call>"
+
+    def result_bodies(self, observation: str) -> list[str]:
+        return self._RESPONSE.findall(observation)
+
     def render_results(self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]) -> str:
         blocks = [
             "<tool_response>\n" + json.dumps({"name": call.name}, ensure_ascii=False) + "\n" + res.content
@@ -227,6 +300,13 @@ class XMLTagProtocol(Protocol):
 
     name = "xml"
     observation_role = "user"
+    _RESPONSE = re.compile(r"<information>\n(.*?)\n</information>", re.DOTALL)
+
+    def format_call(self, name: str, arguments: dict[str, Any]) -> str:
+        return f"<{name}>" + json.dumps(arguments, ensure_ascii=False) + f"</{name}>"
+
+    def result_bodies(self, observation: str) -> list[str]:
+        return self._RESPONSE.findall(observation)
 
     def instructions(self, tools: Sequence[Tool]) -> str:
         lines = []

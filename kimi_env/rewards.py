@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 import string
 import unicodedata
@@ -21,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = set(string.punctuation) | {"\u2018", "\u2019", "\u201c", "\u201d", "\u2013", "\u2014"}
@@ -133,8 +136,9 @@ def list_match(prediction: str, answers: Sequence[str]) -> float:
     return 1.0 if pred and any(pred == items(a) for a in answers) else 0.0
 
 
-Judge = Callable[[str, str, Sequence[str]], float]
-"""A judge maps (question, prediction, answers) to a score in [0, 1]: any callable, e.g. an LLM grader."""
+Judge = Callable[[str, str, Sequence[str]], Any]
+"""A judge maps (question, prediction, answers) to a score in [0, 1]: any callable, e.g. an LLM grader; it may be
+``async def`` (then ``astep`` awaits it and ``step`` runs it on the background loop)."""
 
 
 def score_answer(prediction: str, answers: Sequence[str], answer_type: str = "text", rel_tol: float = 1e-4) -> float:
@@ -154,15 +158,48 @@ def score_answer(prediction: str, answers: Sequence[str], answer_type: str = "te
 class JudgeScorer:
     """Wrap a :data:`Judge` so that it never breaks an episode: errors and out-of-range scores become 0.
 
+    ``scorer(q, p, a)`` calls it synchronously (an ``async`` judge runs on the background loop);
+    ``await scorer.acall(q, p, a)`` awaits an ``async`` judge and runs a plain one in a worker thread, so an LLM
+    judge never blocks the caller's event loop.
+
     >>> JudgeScorer(lambda q, p, a: 1.0 if p.lower() in [x.lower() for x in a] else 0.0)("q", "Yes", ["yes"])
     1.0
+    >>> async def judge(q, p, a): return 0.5
+    >>> JudgeScorer(judge)("q", "p", ["a"]), asyncio.run(JudgeScorer(judge).acall("q", "p", ["a"]))
+    (0.5, 0.5)
     """
 
     judge: Judge
 
     def __call__(self, question: str, prediction: str, answers: Sequence[str]) -> float:
         try:
-            score = float(self.judge(question, prediction, answers))
+            score = self.judge(question, prediction, answers)
+            if inspect.isawaitable(score):
+                from . import aio
+
+                score = aio.run(_awaited(score))
+            return self._checked(score)
         except Exception:  # noqa: BLE001 - a failing judge scores 0 rather than crashing a rollout
             return 0.0
+
+    async def acall(self, question: str, prediction: str, answers: Sequence[str]) -> float:
+        try:
+            if inspect.iscoroutinefunction(self.judge) or inspect.iscoroutinefunction(
+                    getattr(self.judge, "__call__", None)):
+                score = await self.judge(question, prediction, answers)
+            else:
+                score = await asyncio.to_thread(self.judge, question, prediction, answers)
+                if inspect.isawaitable(score):
+                    score = await score
+            return self._checked(score)
+        except Exception:  # noqa: BLE001 - a failing judge scores 0 rather than crashing a rollout
+            return 0.0
+
+    @staticmethod
+    def _checked(score: Any) -> float:
+        score = float(score)
         return score if 0.0 <= score <= 1.0 else 0.0
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable

@@ -1,7 +1,11 @@
 """Tasks: a question with verifiable answers, and loaders for task files.
 
 A task's answers never reach the agent: :meth:`Task.public` is what an environment puts in ``info["task"]``.
-Metadata keys that start with ``_`` are private too (for example a synthesizer's ground-truth derivation).
+Metadata keys that start with ``_`` are private too (for example a synthesizer's ground-truth derivation), and the
+keys in :data:`PRIVILEGED_KEYS` (a synthesized task's hop ``plan``, which is a solution path, and its
+``evidence_urls``) are left out of ``info["task"]`` as well: scripted policies such as the oracle read them through
+the explicit accessor ``env.unwrapped.privileged_task`` (or :func:`kimi_env.privileged_task`), see
+:meth:`Task.privileged`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from .errors import InvalidArgumentError
 
 ANSWER_TYPES = ("text", "number", "date", "list")
 SPLITS = ("train", "validation", "test")
+#: metadata a policy does not get by default: the solution path and the pages that hold the answer
+PRIVILEGED_KEYS = frozenset({"plan", "evidence_urls"})
 
 
 def split_of(key: str) -> str:
@@ -71,7 +77,19 @@ class Task:
         return self.answers[0]
 
     def public(self) -> dict[str, Any]:
-        """What a policy may see: everything but the answers and private metadata."""
+        """What a policy may see: everything but the answers, private (``_``) and privileged metadata.
+
+        >>> t = Task("t", "Q?", ("a",), metadata={"kind": "lookup", "plan": [{"op": "lookup"}], "_x": 1})
+        >>> t.public()["metadata"], sorted(t.privileged()["metadata"])
+        ({'kind': 'lookup'}, ['kind', 'plan'])
+        """
+        meta = {k: v for k, v in self.metadata.items()
+                if not str(k).startswith("_") and k not in PRIVILEGED_KEYS}
+        return {"id": self.id, "question": self.question, "answer_type": self.answer_type, "metadata": meta}
+
+    def privileged(self) -> dict[str, Any]:
+        """:meth:`public` plus the privileged metadata (:data:`PRIVILEGED_KEYS`), for scripted policies such as the
+        oracle; never the answers nor ``_`` keys."""
         meta = {k: v for k, v in self.metadata.items() if not str(k).startswith("_")}
         return {"id": self.id, "question": self.question, "answer_type": self.answer_type, "metadata": meta}
 

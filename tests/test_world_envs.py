@@ -27,7 +27,13 @@ def test_oracle_solves_the_test_split_and_no_tool_baseline_does_not(env_id):
         assert oracle["pass@1"] >= 0.95, oracle
         assert oracle["format_error_rate"] == 0.0
         baseline = evaluate(env, NoToolPolicy(), episodes=200, seed=0)
-        assert baseline["pass@1"] <= 0.05, baseline
+        # choice tasks ("A or B?") keep their blind-guess floor (the funnel balances their answer positions instead
+        # of dropping the ones a guesser hits); the no-tool policy must not beat the floor of the tasks it got
+        floors = []
+        for i in range(200):
+            env.reset(seed=i)
+            floors.append(float(env.unwrapped.task.metadata.get("guess_floor", 0.0)))
+        assert baseline["pass@1"] <= sum(floors) / len(floors) + 0.05, (baseline, sum(floors) / len(floors))
     finally:
         env.close()
 

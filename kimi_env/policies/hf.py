@@ -495,9 +495,9 @@ class _HFEpisode(EpisodePolicy):
         if self.turns > 0:
             new = info.get("new_messages")
             if new is None:
-                msgs = info.get("messages") or []
-                new = [m for m in msgs[self.n_messages:] if m.get("role") != "assistant"] or \
-                    [{"role": "tool", "content": observation}]
+                new = (info.get("messages") or [])[self.n_messages:]
+            # the step's own assistant message is what the model sampled: its ids are already in the context
+            new = [m for m in new if m.get("role") != "assistant"] or [{"role": "tool", "content": observation}]
             self.seq.ids = self.seq.ids + hf.delta_ids(list(new), self.last_completion)
         self.n_messages = len(info.get("messages") or []) + 1
         prompt = list(self.seq.ids)

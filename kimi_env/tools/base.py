@@ -6,12 +6,25 @@ docstring; the schema the model sees is derived from them. Callers use ``await t
 ``max_output_chars``, and always return a :class:`ToolResult`, never raise, whatever the arguments or the tool do.
 
 Tools may hold per-episode state (the browser's current page, a notebook's variables): an environment owns its tool
-instances and calls :meth:`Tool.reset` at every episode start and :meth:`Tool.close` when it closes.
+instances and calls :meth:`Tool.reset` at every episode start (with ``seed=`` drawn from the environment's
+``np_random`` when ``reset`` takes a ``seed`` parameter), :meth:`Tool.on_episode_end` once when an episode ends
+(answer, truncation, close, or a reset that abandons an unfinished episode: release per-episode resources there,
+such as a leased worker) and :meth:`Tool.close` when it closes.
+
+**Timeouts are about the work.** A call's timeout (and ``meta["elapsed_s"]``) counts from the start of its
+execution. A tool that first waits in a queue (for a worker lease, a connection slot) calls
+:func:`execution_started` when its work begins: the time before that is not charged to the call's timeout (it is
+reported as ``meta["queued_s"]`` and bounded separately by ``Tool.max_queue_s``).
+
+**Every result is neutralized** (:func:`kimi_env.spaces.neutralize`): control and invisible format characters
+(bidi overrides, zero-width characters, BOM) never reach an agent, whether the tool runs inside an environment or
+alone (an MCP server, a TRL adapter), because :meth:`Tool.acall` is the one boundary every result passes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import time
@@ -22,6 +35,38 @@ from typing import Any, ClassVar
 from .. import aio
 from ..errors import ToolDefinitionError
 from ..schema import function_schema, validate_arguments
+from ..spaces import neutralize
+
+
+class _CallClock:
+    """When the current call started waiting and when its execution started (``None`` while queued)."""
+
+    __slots__ = ("created", "started", "event")
+
+    def __init__(self, now: float, queued: bool = False) -> None:
+        self.created = now
+        self.started: float | None = None if queued else now
+        self.event = asyncio.Event()
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+_CLOCK: contextvars.ContextVar[_CallClock | None] = contextvars.ContextVar("kimi_env_call_clock", default=None)
+
+
+def execution_started() -> None:
+    """Mark the start of the current tool call's work (after waiting for a lease, a slot, ...).
+
+    The call's timeout counts from here. Call it from inside ``Tool.run`` (or anything it awaits); outside a call,
+    and on a second call, it does nothing. A tool that never calls it is timed from the start of ``run``.
+    """
+    clock = _CLOCK.get()
+    if clock is not None and clock.started is None:
+        clock.started = time.monotonic()
+        clock.event.set()
 
 
 class ToolStatus:
@@ -91,6 +136,9 @@ class Tool:
         description: Shown to the model; defaults to the first paragraph of ``run``'s docstring.
         timeout: Seconds a call may take before it returns status ``timeout``.
         max_output_chars: Content longer than this is cut, with a marker that says how much was cut.
+        queues: True for a tool whose ``run`` may wait in a queue before it works and calls
+            :func:`execution_started` when the work begins; its timeout then counts from that mark.
+        max_queue_s: The longest a queued call waits for :func:`execution_started` before it returns ``timeout``.
         param_constraints: Extra JSON-schema keywords per parameter (``minimum``, ``maxItems``, ...), merged into the
             derived schema and enforced by validation.
     """
@@ -98,6 +146,8 @@ class Tool:
     name: ClassVar[str] = ""
     description: ClassVar[str | None] = None
     param_constraints: ClassVar[dict[str, dict[str, Any]]] = {}
+    queues: ClassVar[bool] = False
+    max_queue_s: float = 300.0
 
     def __init__(self, *, timeout: float = 30.0, max_output_chars: int = 8000) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -140,7 +190,14 @@ class Tool:
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget per-episode state. Called by the environment at every ``reset``."""
+        """Forget per-episode state. Called by the environment at every ``reset``.
+
+        A subclass may take ``seed: int | None = None``: the environment then passes a seed drawn from its
+        ``np_random``, so a tool's randomness follows ``env.reset(seed=...)``."""
+
+    def on_episode_end(self) -> None:
+        """Called once when an episode ends: answer, truncation, close, or a ``reset`` that abandons an unfinished
+        episode. Release per-episode resources here (a leased worker). No-op by default; must not raise."""
 
     async def aclose(self) -> None:
         """Release resources (sessions, processes). Called when the environment closes."""
@@ -157,41 +214,83 @@ class Tool:
 
     async def acall(self, **arguments: Any) -> ToolResult:
         """Validate, run with the timeout, bound the output. Never raises (except on cancellation)."""
-        start = time.perf_counter()
         problem = validate_arguments(arguments, self.parameters)
         if problem is not None:
-            return ToolResult.failure(f"{self.name}: {problem}.", ToolStatus.INVALID_ARGUMENTS)
+            return self._bound(ToolResult.failure(f"{self.name}: {problem}.", ToolStatus.INVALID_ARGUMENTS), 0.0, 0.0)
         # Models often write null for an optional argument: it means "use the default".
         required = self.parameters.get("required", ())
         arguments = {k: v for k, v in arguments.items() if v is not None or k in required}
+        clock = _CallClock(time.monotonic(), queued=self.queues)
+        token = _CLOCK.set(clock)
         try:
-            result = await asyncio.wait_for(self.run(**arguments), timeout=self.timeout)
-        except asyncio.TimeoutError:
-            result = ToolResult.failure(
-                f"{self.name} did not finish within {self.timeout:g} s; try a smaller request.", ToolStatus.TIMEOUT
-            )
+            task = asyncio.ensure_future(self.run(**arguments))  # the task copies the context: it sees the clock
+        finally:
+            _CLOCK.reset(token)
+        try:
+            result = await self._wait(task, clock)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        now = time.monotonic()
+        started = clock.started if clock.started is not None else now
+        return self._bound(result, now - started, started - clock.created)
+
+    async def _wait(self, task: asyncio.Future, clock: _CallClock) -> ToolResult:
+        """Wait for ``task`` until ``timeout`` seconds after its execution started (queueing not counted)."""
+        while True:
+            if clock.started is None:  # queued: wait for the task, or for its execution to start
+                marked = asyncio.ensure_future(clock.event.wait())
+                try:
+                    await asyncio.wait({task, marked}, timeout=clock.created + self.max_queue_s - time.monotonic(),
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    marked.cancel()
+                if task.done():
+                    break
+                if clock.started is None:
+                    await _cancel(task)
+                    return ToolResult.failure(
+                        f"{self.name} waited {self.max_queue_s:g} s without getting a free worker; try again later.",
+                        ToolStatus.TIMEOUT)
+                continue
+            remaining = clock.started + self.timeout - time.monotonic()
+            if remaining > 0:
+                await asyncio.wait({task}, timeout=remaining)
+            if task.done():
+                break
+            if clock.started + self.timeout <= time.monotonic():
+                await _cancel(task)
+                return ToolResult.failure(
+                    f"{self.name} did not finish within {self.timeout:g} s; try a smaller request.", ToolStatus.TIMEOUT
+                )
+        try:
+            result = task.result()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - a broken tool must not break the episode
             msg, _ = truncate(f"{type(exc).__name__}: {exc}", 300, "error")
-            result = ToolResult.failure(f"{self.name} failed internally ({msg}).", ToolStatus.INTERNAL)
+            return ToolResult.failure(f"{self.name} failed internally ({msg}).", ToolStatus.INTERNAL)
         if isinstance(result, str):
-            result = ToolResult.success(result)
-        elif not isinstance(result, ToolResult):
-            result = ToolResult.failure(
+            return ToolResult.success(result)
+        if not isinstance(result, ToolResult):
+            return ToolResult.failure(
                 f"{self.name} returned {type(result).__name__}, expected ToolResult or str.", ToolStatus.INTERNAL
             )
-        return self._bound(result, time.perf_counter() - start)
+        return result
 
-    def _bound(self, result: ToolResult, elapsed: float) -> ToolResult:
-        content, cut = truncate(result.content, self.max_output_chars)
+    def _bound(self, result: ToolResult, elapsed: float, queued: float) -> ToolResult:
+        content, cut = truncate(neutralize(result.content), self.max_output_chars)
         meta = dict(result.meta)
         meta.setdefault("elapsed_s", round(elapsed, 6))
+        if queued > 0.0005:
+            meta.setdefault("queued_s", round(queued, 6))
         if cut:
             meta["truncated_chars"] = meta.get("truncated_chars", 0) + cut
         error = result.error
-        if error is not None and len(error) > self.max_output_chars:
-            error, _ = truncate(error, self.max_output_chars, "error")
+        if error is not None:
+            error = neutralize(error)
+            if len(error) > self.max_output_chars:
+                error, _ = truncate(error, self.max_output_chars, "error")
         return ToolResult(ok=result.ok, content=content, error=error, status=result.status, meta=meta)
 
     def call(self, **arguments: Any) -> ToolResult:

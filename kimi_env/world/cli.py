@@ -69,7 +69,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         kinds=kinds,
         split=args.split,
-        baseline=None if args.no_baseline else "heuristic",
+        baseline=None if args.no_baseline else "no-tool",
         solvable=OracleSolvable(world) if args.solvable else None,
         log=lambda line: print(line, file=sys.stderr),
     )

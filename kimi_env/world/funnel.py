@@ -7,12 +7,24 @@ Stages, in the order they run (cheap to expensive, so that the oracle only sees 
              set and no tie, and reproduce the task's canonical answer.
 ``dedup``    (d) near-duplicate questions: same normalized text, or same template + same starting entities.
 ``trivial``  (c) a no-tool baseline ``baseline(tasks) -> list[bool]`` (True = answered correctly without tools)
-             drops what it gets right. Default: :func:`heuristic_baseline`, a guesser that reads the question
-             only. ``baseline=None`` skips the stage (reported as skipped).
+             drops what it gets right. Default: :func:`no_tool_baseline`: the guess of
+             :class:`~kimi_env.policies.NoToolPolicy` and a stronger question-reading guess
+             (:func:`heuristic_guess`), both graded by the environments' own scorer
+             (:func:`kimi_env.rewards.score_answer`), so no surviving task is solved by the no-tool policy.
+             Choice tasks (a comparison between the options the question names) are exempt: any blind guess has
+             their floor (1/number of options), and dropping the ones a guesser hits would skew the answer
+             position; instead their positions are balanced (below) and ``metadata["guess_floor"]`` says the floor.
+             ``baseline=None`` skips the stage (reported as skipped).
 ``split``    every entity of the world gets a split (train/validation/test) from a hash of (world seed, entity
              id); a task keeps the split of its starting entities and is dropped when they disagree.
 ``solvable`` (b) ``solvable(tasks) -> list[bool]`` (the oracle agent through the real tools); default None =
              skipped and reported as ``skipped``, never as passed.
+``balance``  choice tasks alternate, within each split, between the answer named first and named second (the
+             question and plan are rewritten with the options swapped), so "always pick the first/second option"
+             scores the floor and nothing more.
+
+The report (:class:`FunnelReport`) also gives, per task kind, the count, the mean guessing floor and the pass@1 of
+the no-tool policy on the survivors (``report.kinds``), so a learning figure can be read against its floor.
 
 >>> from kimi_env.world import generate_world
 >>> w = generate_world(seed=0, n_pages=400)
@@ -31,6 +43,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..rewards import score_answer
 from ..tasks import Task
 from . import names as N
 from .model import World
@@ -107,7 +120,7 @@ _GENERIC = {
 def heuristic_guess(task: Task) -> str:
     """A no-tool guess from the question text alone (the plan names only what the question names).
 
-    Comparisons: one of the two names, by a coin seeded with the question. "Which city/where" questions: the
+    Comparisons: the first name (choice tasks are exempt from the stage anyway). "Which city/where" questions: the
     distinctive part of the named entity ("University of Moncara" -> "Moncara"). Year questions: a year in the
     question, else 1970. Other numbers: 1. Otherwise the first name in the question.
     """
@@ -116,8 +129,7 @@ def heuristic_guess(task: Task) -> str:
     names = [s.get("entity") for s in plan if isinstance(s.get("entity"), str) and not s["entity"].startswith("$")]
     last = plan[-1] if plan else {}
     if last.get("op") == "compare":
-        coin = hashlib.sha256(q.encode()).digest()[0] & 1
-        return last["names"][coin]
+        return last["names"][0]
     if re.search(r"\b(which city|in which city|where)\b", q, re.IGNORECASE) and names:
         rest = [w for w in names[0].split() if w.lower() not in _GENERIC]
         return " ".join(rest) or names[0]
@@ -130,8 +142,114 @@ def heuristic_guess(task: Task) -> str:
 
 
 def heuristic_baseline(tasks: list[Task]) -> list[bool]:
-    """The default no-tool baseline: :func:`heuristic_guess` graded by :func:`is_correct`."""
+    """The former default: :func:`heuristic_guess` graded by :func:`is_correct` (kept for comparison)."""
     return [is_correct(heuristic_guess(t), t) for t in tasks]
+
+
+def _score(guess: str, task: Task) -> float:
+    return score_answer(guess, task.answers, task.answer_type, rel_tol=float(task.metadata.get("rel_tol", 1e-4)))
+
+
+def no_tool_guess(task: Task) -> str:
+    """What :class:`~kimi_env.policies.NoToolPolicy` answers for ``task`` (it reads the question only)."""
+    from ..policies.baselines import guess_from_question
+
+    return guess_from_question(task.question, task.answer_type)
+
+
+def choice_options(task: Task) -> list[str] | None:
+    """The options a choice task's question names (a comparison's names), else None."""
+    plan = task.metadata.get("plan") or []
+    last = plan[-1] if plan else {}
+    if last.get("op") == "compare" and isinstance(last.get("names"), list) and len(last["names"]) >= 2:
+        return list(last["names"])
+    return None
+
+
+def guess_floor(task: Task) -> float:
+    """The pass rate of a blind guess: 1/number of options for a choice task, else 0."""
+    options = choice_options(task)
+    return 1.0 / len(options) if options else 0.0
+
+
+def no_tool_baseline(tasks: list[Task]) -> list[bool]:
+    """The default stage-(c) baseline: True when the no-tool policy's guess or :func:`heuristic_guess` is right
+    under :func:`~kimi_env.rewards.score_answer`. Choice tasks are never dropped (see the module docstring)."""
+    out = []
+    for t in tasks:
+        if choice_options(t) is not None:
+            out.append(False)
+            continue
+        out.append(any(_score(g, t) >= 1.0 for g in (no_tool_guess(t), heuristic_guess(t))))
+    return out
+
+
+def swap_choice(world: World, task: Task) -> Task | None:
+    """The same two-way comparison with its options named in the other order (question, plan, id), or None when
+    the task does not have the shape comparisons are synthesized with."""
+    options = choice_options(task)
+    plan = [dict(step) for step in task.metadata.get("plan") or []]
+    if options is None or len(options) != 2 or len(plan) < 3:
+        return None
+    a, b = options
+    if plan[0].get("entity") != a or plan[1].get("entity") != b:
+        return None
+    q = task.question
+    for qa, qb in ((f'"{a}"', f'"{b}"'), (a, b), (f"{a}'s", f"{b}'s")):
+        suffix = f"{qa} or {qb}?"
+        if q.endswith(suffix):
+            question = q[: -len(suffix)] + f"{qb} or {qa}?"
+            break
+    else:
+        return None
+    plan[0], plan[1] = plan[1], plan[0]
+    plan[-1]["names"] = [b, a]
+    digest = hashlib.sha256(f"{world.seed}|{len(world)}|{question}".encode()).hexdigest()[:12]
+    meta = {**task.metadata, "plan": plan}
+    if isinstance(meta.get("evidence_urls"), list) and len(meta["evidence_urls"]) >= 2:
+        urls = list(meta["evidence_urls"])
+        urls[0], urls[1] = urls[1], urls[0]
+        meta["evidence_urls"] = urls
+    return Task(f"kw{world.seed}-{digest}", question, task.answers, task.answer_type, meta)
+
+
+def balance_choices(world: World, tasks: list[Task]) -> tuple[list[Task], dict[str, int]]:
+    """Within each split, the k-th choice task gets its answer named first when k is even, second when odd."""
+    counters: dict[str, int] = {}
+    out, reasons = [], {"swapped": 0, "unswappable": 0}
+    for t in tasks:
+        options = choice_options(t)
+        if options is None or len(options) != 2:
+            out.append(t)
+            continue
+        split = str(t.metadata.get("split"))
+        k = counters.get(split, 0)
+        counters[split] = k + 1
+        want_first = k % 2 == 0
+        if (normalize(options[0]) == normalize(t.answers[0])) != want_first:
+            swapped = swap_choice(world, t)
+            if swapped is None:
+                reasons["unswappable"] += 1
+            else:
+                t = swapped
+                reasons["swapped"] += 1
+        out.append(t)
+    return out, reasons
+
+
+def kind_floors(tasks: Sequence[Task]) -> dict[str, dict[str, float]]:
+    """Per task kind: ``tasks``, mean ``guess_floor`` and the no-tool policy's ``no_tool_pass@1``."""
+    out: dict[str, dict[str, float]] = {}
+    for t in tasks:
+        k = str(t.metadata.get("kind", "custom"))
+        row = out.setdefault(k, {"tasks": 0, "guess_floor": 0.0, "no_tool_pass@1": 0.0})
+        row["tasks"] += 1
+        row["guess_floor"] += guess_floor(t)
+        row["no_tool_pass@1"] += _score(no_tool_guess(t), t) >= 1.0
+    for row in out.values():
+        row["guess_floor"] = round(row["guess_floor"] / row["tasks"], 4)
+        row["no_tool_pass@1"] = round(row["no_tool_pass@1"] / row["tasks"], 4)
+    return dict(sorted(out.items()))
 
 
 @dataclass
@@ -142,6 +260,7 @@ class FunnelReport:
     stages: list[dict[str, Any]] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
     candidates: int = 0
+    kinds: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def add(
         self, name: str, n_in: int, dropped: int, reasons: dict[str, int] | None = None, status: str = "ran"
@@ -169,10 +288,13 @@ class FunnelReport:
                 + (f"  ({why})" if why else "")
             )
         out.append("splits: " + ", ".join(f"{k}={v}" for k, v in self.splits.items()))
+        for kind, row in self.kinds.items():
+            out.append(f"kind {kind:<16} tasks {int(row['tasks']):>6}  guess floor {row['guess_floor']:.2f}  "
+                       f"no-tool pass@1 {row['no_tool_pass@1']:.3f}")
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {"candidates": self.candidates, "stages": self.stages, "splits": self.splits}
+        return {"candidates": self.candidates, "stages": self.stages, "splits": self.splits, "kinds": self.kinds}
 
 
 def check_unique(world: World, task: Task) -> str | None:
@@ -189,7 +311,7 @@ def run_funnel(
     tasks: list[Task],
     *,
     solvable: Callback | None = None,
-    baseline: Callback | None | str = "heuristic",
+    baseline: Callback | None | str = "no-tool",
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     report: FunnelReport | None = None,
 ) -> tuple[list[Task], FunnelReport]:
@@ -223,7 +345,12 @@ def run_funnel(
     rep.add("dedup", len(kept), len(kept) - len(out), reasons)
     kept = out
     # (c) not trivial
-    fn = heuristic_baseline if baseline == "heuristic" else baseline
+    fn = {"no-tool": no_tool_baseline, "heuristic": heuristic_baseline}.get(baseline, baseline) \
+        if isinstance(baseline, str) else baseline
+    if isinstance(fn, str):
+        from ..errors import unknown_name
+
+        raise unknown_name("baseline", fn, ("no-tool", "heuristic"))
     if fn is None:
         rep.add("trivial", len(kept), 0, status="skipped")
     else:
@@ -260,6 +387,11 @@ def run_funnel(
         out = [t for t, good in zip(kept, ok) if good]
         rep.add("solvable", len(kept), len(kept) - len(out), {"unsolved": len(kept) - len(out)})
         kept = out
+    kept, reasons = balance_choices(world, kept)
+    rep.add("balance", len(kept), 0, reasons)
+    kept = [Task(t.id, t.question, t.answers, t.answer_type, {**t.metadata, "guess_floor": guess_floor(t)})
+            for t in kept]
+    rep.kinds = kind_floors(kept)
     rep.splits = {s: sum(t.metadata["split"] == s for t in kept) for s in SPLITS}
     return kept, rep
 
@@ -272,7 +404,7 @@ def build_tasks(
     kinds: Sequence[str] | None = None,
     split: str | None = None,
     solvable: Callback | None = None,
-    baseline: Callback | None | str = "heuristic",
+    baseline: Callback | None | str = "no-tool",
     log: Callable[[str], Any] | None = print,
     max_rounds: int = 4,
 ) -> tuple[list[Task], FunnelReport]:
@@ -311,6 +443,7 @@ def build_tasks(
         want = max(16, math.ceil((n - len(kept)) / rate * 1.3))
     kept = kept[:n]
     rep.splits = {s: sum(t.metadata["split"] == s for t in kept) for s in SPLITS}
+    rep.kinds = kind_floors(kept)
     rep.stages.append(
         {"name": "output", "status": "ran", "in": len(kept), "dropped": 0, "out": len(kept), "reasons": {}}
     )

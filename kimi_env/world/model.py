@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -10,6 +11,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..web.document import Document
+
+
+@functools.lru_cache(maxsize=1)
+def _world_code_version() -> str:
+    """SHA-256 of the source files that decide a generated world's pages."""
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in (here / "generate.py", here / "model.py", here / "render.py", here / "names.py",
+                 here.parent / "web" / "document.py"):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
 
 WIKI = "https://kimiwiki.test/wiki/"
 ARCHIVE = "https://almanac-archive.test/entry/"
@@ -360,6 +374,17 @@ class World:
         if url in self._aux_by_url:
             return render_aux(self, self._aux_by_url[url])
         return None
+
+    def cache_key(self) -> str:
+        """A key for caches built from this world (its corpus, its task pools), computed without rendering a page:
+        SHA-256 over the generation arguments and the source of the modules that decide the pages (a world is a
+        pure function of them: same seed, size and code give the same bytes, see :meth:`fingerprint`).
+
+        >>> a, b = World(1, [], [], {}, [], n_pages=10), World(1, [], [], {}, [], n_pages=11)
+        >>> a.cache_key() == World(1, [], [], {}, [], n_pages=10).cache_key() != b.cache_key()
+        True
+        """
+        return hashlib.sha256(f"{_world_code_version()}|{self.seed}|{self.n_pages}".encode()).hexdigest()
 
     def fingerprint(self) -> str:
         """SHA-256 over every document, fact and table: same seed and size give the same hex digest.

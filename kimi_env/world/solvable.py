@@ -2,7 +2,7 @@
 
 :class:`OracleSolvable` is the ``solvable`` callback of :func:`kimi_env.world.funnel.build_tasks`. For each task it
 opens an environment with exactly the task's ``required_tools`` (search over the world's BM25 index, browse over
-the loopback HTTP server, python in the sandbox), runs :class:`~kimi_env.policies.OraclePolicy` and keeps the task
+the loopback HTTP server, python in the sandbox), runs :class:`~kimi_env.world.oracle.OraclePolicy` and keeps the task
 when the episode's reward is 1. It costs about 5 to 15 ms a task on 2 cores.
 """
 
@@ -24,12 +24,13 @@ _LOCK = threading.Lock()
 
 
 def world_corpus(world: Any, cache_dir: str | os.PathLike | None = None) -> Any:
-    """The world's pages as an on-disk :class:`~kimi_env.web.corpus.Corpus`, built once per world fingerprint."""
+    """The world's pages as an on-disk :class:`~kimi_env.web.corpus.Corpus`, built once per world cache key (found
+    again without rendering a page: see :meth:`~kimi_env.world.model.World.cache_key`)."""
     from ..progress import stage
     from ..web.corpus import Corpus, cache_root
 
     root = Path(cache_dir) if cache_dir is not None else cache_root() / "worlds"
-    out = root / f"seed{world.seed}-pages{world.n_pages}-{world.fingerprint()[:16]}"
+    out = root / f"seed{world.seed}-pages{world.n_pages}-{world.cache_key()[:16]}"
     with _LOCK:
         if (out / "manifest.json").is_file():
             return Corpus.open(out)
@@ -80,7 +81,7 @@ class OracleSolvable:
         self.failures: dict[str, str] = {}
 
     def __call__(self, tasks: Sequence[Task]) -> list[bool]:
-        from ..policies.oracle import OraclePolicy
+        from .oracle import OraclePolicy
         from ..rollout import run_episode
 
         corpus = world_corpus(self.world)
