@@ -138,35 +138,27 @@ def draw_tasks(cfg: ReinforceConfig) -> dict[str, list[Any]]:
 # ---------------------------------------------------------------------------------------------------- pieces
 def demo_policy(cfg: ReinforceConfig) -> Any:
     """The scripted policy whose successful episodes are the SFT demonstrations."""
-    from kimi_env.policies import FunctionPolicy, get_policy
+    from kimi_env.policies import FunctionPolicy
 
     if "ColorBox" in cfg.env_id:
         from kimi_env.envs.toy import ColorBoxOracle
 
         return FunctionPolicy(ColorBoxOracle.turn, name="colorbox-oracle")
-    return _ShortSearchOracle(get_policy("oracle"))
+    return _short_search_oracle()
 
 
-class _ShortSearchOracle:
-    """The world oracle with 3 search results per query instead of 5 (shorter contexts to learn from on CPU)."""
+def _short_search_oracle() -> Any:
+    """The world oracle asking for 3 search results per query instead of 5 (shorter contexts to learn from on CPU).
+    A subclass, so each concurrent episode gets its own copy of the oracle's state (Policy.episode)."""
+    from kimi_env.policies import OraclePolicy
 
-    def __init__(self, oracle: Any) -> None:
-        from kimi_env.policies import Policy
+    class ShortSearchOracle(OraclePolicy):
+        name = "oracle-top3"
 
-        class _P(Policy):
-            name = "oracle-top3"
-            privileged = True
+        def act(self, observation: str, info: dict[str, Any]) -> str:
+            return super().act(observation, info).replace('"top_k": 5', '"top_k": 3')
 
-            def reset(self, info: dict[str, Any]) -> None:
-                oracle.reset(info)
-
-            def act(self, observation: str, info: dict[str, Any]) -> str:
-                return oracle.act(observation, info).replace('"top_k": 5', '"top_k": 3')
-
-        self.policy = _P()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.policy, name)
+    return ShortSearchOracle()
 
 
 def play(cfg: ReinforceConfig, policy: Any, tasks: list[Any], *, split: str | None, out: Path | None = None,
