@@ -321,11 +321,11 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
     md.append(row("multi-hop (2+ hops)", "multi_hop"))
     md.append(row("one-hop", "one_hop"))
     mc = results.get("mcnemar_multi_hop") or {}
-    if mc:
+    if mc and (results.get("multi_hop_before") or {}).get("episodes"):
         md.append(f"\nPaired test on multi-hop (McNemar, exact): {mc['improved']} tasks newly solved, "
                   f"{mc['worsened']} newly failed, p = {results['p_value']:.4g}.\n")
     mo = results.get("mcnemar_one_hop") or {}
-    if mo:
+    if mo and (results.get("one_hop_before") or {}).get("episodes"):
         md.append(f"Paired test on one-hop: {mo['improved']} newly solved, {mo['worsened']} newly failed, "
                   f"p = {mo['p_value']:.4g}.\n")
     t1, t0 = results.get("avg_turns_success"), results.get("avg_turns_success_no_discount")
@@ -337,7 +337,7 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
                       f"[{t0['ci95'][0]:.3f}, {t0['ci95'][1]:.3f}] (n={t0['n']}).")
         md.append("\n")
     md.append("\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results.get("stage_s", {}).items()) + "\n")
-    md.append("\nFiles: `results.json`, `metrics.jsonl`, `tensorboard/`, `learning_curve.png`, `eval_*.jsonl` and "
+    md.append("\nFiles: `results.json`, `metrics.jsonl`, `runs/` (TensorBoard), `learning_curve.png`, `eval_*.jsonl` and "
               "`train_trajectories.jsonl` (open with `kimi-env view FILE --out report.html`), `config.json`.\n")
     return "".join(md)
 
