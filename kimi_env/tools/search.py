@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import InvalidArgumentError
 from ..web.backends import HTTPBackend, IndexBackend, OpenSearchBackend, SearchBackend, SearchBackendError
 from ..web.corpus import Corpus
-from ..web.index import Hit
+from ..web.index import MAX_QUERY_CHARS, MAX_QUERY_TERMS, Hit, tokenize
 from .base import Tool, ToolResult, ToolStatus
 
 __all__ = ["SearchTool", "SearchBackend", "IndexBackend", "HTTPBackend", "OpenSearchBackend", "format_results"]
@@ -91,6 +91,7 @@ class SearchTool(Tool):
         schema = super()._build_schema()
         props = schema["function"]["parameters"]["properties"]
         props["queries"].update({"minItems": 1, "maxItems": self.max_queries})
+        props["queries"]["items"].update({"maxLength": MAX_QUERY_CHARS})
         props["top_k"].update({"minimum": 1, "maximum": self.top_k_max})
         return schema
 
@@ -108,6 +109,15 @@ class SearchTool(Tool):
                 return ToolResult.failure(
                     f"query {i} of {len(queries)} is empty; give keywords to search for, "
                     'e.g. {"queries": ["eiffel tower height"]}.',
+                    ToolStatus.INVALID_ARGUMENTS,
+                )
+            words = len(dict.fromkeys(tokenize(q))) if len(q) <= MAX_QUERY_CHARS else 0
+            if len(q) > MAX_QUERY_CHARS or words > MAX_QUERY_TERMS:
+                got = f"{len(q)} characters" if words == 0 else f"{words} distinct words"
+                return ToolResult.failure(
+                    f"query {i} of {len(queries)} is too long ({got}); expected at most {MAX_QUERY_CHARS} characters "
+                    f"and {MAX_QUERY_TERMS} distinct words. Fix: search a few keywords, or split the request into "
+                    "several queries.",
                     ToolStatus.INVALID_ARGUMENTS,
                 )
             if q not in cleaned:

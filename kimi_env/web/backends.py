@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from typing import Any
 
 from ..errors import KimiEnvError
@@ -56,10 +57,20 @@ class IndexBackend(SearchBackend):
 
     async def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:
         # In a worker thread: the shared event loop keeps serving other tools and environments meanwhile, and the
-        # tool's timeout can fire.
+        # tool's timeout can fire. When it fires, this coroutine is cancelled; `stop` then tells the worker thread
+        # to give up at its next check instead of computing on for a result nobody reads.
         if self._index is None:
             await asyncio.to_thread(lambda: self.index)
-        return await asyncio.to_thread(self._index.search, queries, top_k)
+        return await _stoppable(self._index.search, queries, top_k)
+
+
+async def _stoppable(search: Any, queries: list[str], top_k: int) -> list[list[Hit]]:
+    """Run ``search(queries, top_k, stop=event)`` in a worker thread; set the event when the caller is cancelled."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(search, queries, top_k, stop=stop)
+    finally:
+        stop.set()  # after a normal return this changes nothing
 
 
 class _HTTPClient(SearchBackend):

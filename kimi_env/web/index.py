@@ -28,9 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import KimiEnvError
 from .corpus import Corpus, CorpusError, cache_root
 
-__all__ = ["Hit", "BM25Index", "get_index", "tokenize", "make_snippet", "INDEX_VERSION"]
+__all__ = [
+    "Hit", "BM25Index", "get_index", "tokenize", "query_terms", "make_snippet", "SearchCancelled", "INDEX_VERSION",
+    "MAX_QUERY_CHARS", "MAX_QUERY_TERMS",
+]
 
 #: Bumped whenever tokenization or the on-disk layout changes; part of the cache key.
 INDEX_VERSION = 2  # 2: adds dense score rows of frequent terms (kimi_dense.npy, kimi_dense_terms.npy)
@@ -48,6 +52,16 @@ _STOP = frozenset(
     them they this to was were which who will with""".split()
 )
 _SENTENCE = re.compile(r"(?<=[.!?]) +")
+#: A query is read up to this many characters ...
+MAX_QUERY_CHARS = 1000
+#: ... and searched for at most this many distinct terms (the first ones); the search tool refuses longer queries
+#: with a message, the index (and the server's ``/search`` on top of it) cuts them, so the cost of one query is
+#: bounded whatever its length (a 1M-character query cost seconds of CPU before).
+MAX_QUERY_TERMS = 64
+
+
+class SearchCancelled(KimiEnvError, RuntimeError):
+    """A search was stopped through its ``stop`` event (its caller gave up, e.g. the tool's timeout fired)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,21 @@ def tokenize(text: str) -> list[str]:
 
 def _unique(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct terms a query is searched for, in order: :func:`tokenize` of its first
+    :data:`MAX_QUERY_CHARS` characters, at most :data:`MAX_QUERY_TERMS` of them.
+
+    >>> query_terms("the zebra, the Zebra and the lion")
+    ['zebra', 'lion']
+    """
+    return _unique(tokenize(query[:MAX_QUERY_CHARS]))[:MAX_QUERY_TERMS]
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise SearchCancelled("the search was stopped by its caller (its timeout expired).")
 
 
 def make_snippet(text: str, terms: set[str], width: int = 240, weights: dict[str, float] | None = None) -> str:
@@ -310,19 +339,20 @@ class BM25Index:
 
     # -- searching ----------------------------------------------------------------------------------------------
     def _term_ids(self, query: str) -> list[int]:
-        return [self._vocab[t] for t in _unique(tokenize(query)) if t in self._vocab]
+        return [self._vocab[t] for t in query_terms(query) if t in self._vocab]
 
     def scores(self, query: str) -> Any:
         """BM25 score of every document for ``query`` (a float32 numpy array of length ``len(corpus)``)."""
         return self._scores(self._term_ids(query))
 
-    def _scores(self, tids: list[int]) -> Any:
+    def _scores(self, tids: list[int], stop: threading.Event | None = None) -> Any:
         # Summed in float32 in query-term order; a dense row adds 0.0 where the term is absent, which changes
         # nothing, so the result is bit-identical to scatter-adding every posting list.
         import numpy as np  # noqa: PLC0415
 
         out = np.zeros(self._n, dtype=np.float32)
         for t in tids:
+            _check(stop)
             row = self._dense_row.get(t)
             if row is not None:
                 out += self._dense[row]
@@ -331,14 +361,17 @@ class BM25Index:
                 out[self._indices[start:end]] += self._data[start:end]  # one posting per (term, doc): no duplicates
         return out
 
-    def top_ids(self, query: str, top_k: int) -> list[tuple[int, float]]:
-        """The ``top_k`` best (row, score) pairs; ties broken by row order (deterministic)."""
+    def top_ids(self, query: str, top_k: int, *, stop: threading.Event | None = None) -> list[tuple[int, float]]:
+        """The ``top_k`` best (row, score) pairs; ties broken by row order (deterministic).
+
+        ``stop``: when it is set, the search raises :class:`SearchCancelled` at its next check (between terms).
+        """
         import numpy as np  # noqa: PLC0415
 
         tids = self._term_ids(query)
         if top_k <= 0 or not tids:
             return []
-        scores = self._scores(tids)
+        scores = self._scores(tids, stop)
         # Split documents into disjoint groups (rows i, i + g, i + 2g, ...: a fast vectorized max) and take the k-th
         # largest group maximum: k documents score at least that, so the top k (and every document tied with the
         # k-th) score at least that too. Selecting only those is exact.
@@ -355,22 +388,39 @@ class BM25Index:
         import math  # noqa: PLC0415
 
         out = {}
-        for t in _unique(tokenize(query)):
+        for t in query_terms(query):
             tid = self._vocab.get(t)
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
             out[t] = 1.0 / math.log2(2 + df)
         return out
 
-    def search(self, queries: list[str], top_k: int = 5, *, snippet_chars: int = 240) -> list[list[Hit]]:
-        """Search each query; returns one ranked list of :class:`Hit` per query (empty when nothing matches)."""
+    def search(
+        self, queries: list[str], top_k: int = 5, *, snippet_chars: int = 240, stop: threading.Event | None = None
+    ) -> list[list[Hit]]:
+        """Search each query; returns one ranked list of :class:`Hit` per query (empty when nothing matches).
+
+        Queries are cut to :data:`MAX_QUERY_CHARS` characters and :data:`MAX_QUERY_TERMS` distinct terms. ``stop``:
+        a :class:`threading.Event` the caller sets to give up; the search then raises :class:`SearchCancelled` at
+        its next check (between query terms and between result snippets), so a search run in a worker thread does
+        not compute on after its caller's timeout.
+        """
+        tops = [self.top_ids(query, top_k, stop=stop) for query in queries]
+        return self.hits(queries, tops, snippet_chars=snippet_chars, stop=stop)
+
+    def hits(
+        self, queries: list[str], tops: list[list[tuple[int, float]]], *, snippet_chars: int = 240,
+        stop: threading.Event | None = None,
+    ) -> list[list[Hit]]:
+        """:class:`Hit` lists (title, URL, query-biased snippet) for ranked (row, score) lists, one per query."""
         results: list[list[Hit]] = []
-        tops = [self.top_ids(query, top_k) for query in queries]
+        _check(stop)
         docs = self.corpus.summaries(doc_id for top in tops for doc_id, _score in top)  # one read for all queries
         for query, top in zip(queries, tops):
             weights = self._weights(query)
             terms = set(weights)
             hits = []
             for doc_id, score in top:
+                _check(stop)
                 url, title, text = docs[doc_id]
                 # The title already shows the terms it contains; the snippet shows where the rest of the query is
                 # (as search engines do), e.g. "Vurmark head of state" on Vurmark's page: the head-of-state row.
