@@ -1,7 +1,8 @@
 """BM25 search over a corpus (title + readable text), built once and cached on disk by content hash.
 
 The index uses `bm25s <https://github.com/xhluca/bm25s>`_ (eager sparse BM25 in numpy) with our own tokenizer
-(NFKC, case-folded ``\\w+`` words minus a short English stop list; titles count twice). It was chosen over tantivy
+(NFKC, case-folded ``\\w+`` words minus a short English stop list, plural ``-s``/``-es``/``-ies`` folded; the title
+counts once, like the body). It was chosen over tantivy
 by measurement, see ``docs/web.md``. Results are deterministic: ties are broken by corpus order.
 
 >>> from kimi_env.web.document import Document
@@ -32,12 +33,12 @@ from ..errors import KimiEnvError
 from .corpus import Corpus, CorpusError, cache_root
 
 __all__ = [
-    "Hit", "BM25Index", "get_index", "tokenize", "query_terms", "make_snippet", "SearchCancelled", "INDEX_VERSION",
+    "Hit", "BM25Index", "get_index", "tokenize", "stem", "surface_forms", "query_terms", "make_snippet", "SearchCancelled", "INDEX_VERSION",
     "MAX_QUERY_CHARS", "MAX_QUERY_TERMS",
 ]
 
 #: Bumped whenever tokenization or the on-disk layout changes; part of the cache key.
-INDEX_VERSION = 2  # 2: adds dense score rows of frequent terms (kimi_dense.npy, kimi_dense_terms.npy)
+INDEX_VERSION = 3  # 2: dense score rows of frequent terms (kimi_dense.npy); 3: stop list, plural folding, title x1
 _META = "kimi_index.json"
 _DENSE = "kimi_dense.npy"
 _DENSE_TERMS = "kimi_dense_terms.npy"
@@ -47,9 +48,10 @@ _DENSE_MIN_SHARE = 1 / 16
 #: ... within this many bytes of rows, most frequent terms first.
 _DENSE_BUDGET = 192 * 2**20
 _WORD = re.compile(r"\w+")
+#: Lucene's English stop list (as bm25s and Elasticsearch use it) plus a few pronouns and auxiliaries.
 _STOP = frozenset(
-    """a an and are as at be but by for from has have he her his in into is it its of on or she that the their
-    them they this to was were which who will with""".split()
+    """a an and are as at be but by for from has have he her his if in into is it its no not of on or she such that
+    the their them then there these they this to was were which who will with""".split()
 )
 _SENTENCE = re.compile(r"(?<=[.!?]) +")
 #: A query is read up to this many characters ...
@@ -85,12 +87,40 @@ class Hit:
 
 
 def tokenize(text: str) -> list[str]:
-    """Index and query tokens: NFKC-normalized, case-folded words without stop words.
+    """Index and query tokens: NFKC-normalized, case-folded words without stop words, plurals folded (:func:`stem`).
 
-    >>> tokenize("The Eiffel Tower's height, in 1889!")
-    ['eiffel', 'tower', 's', 'height', '1889']
+    >>> tokenize("The Eiffel Towers' heights, in 1889!")
+    ['eiffel', 'tower', 'height', '1889']
     """
-    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in _STOP]
+    return [stem(w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in _STOP]
+
+
+def stem(word: str) -> str:
+    """Fold an English plural to its singular (the "S-stemmer" of Harman, 1991): ``-ies`` -> ``-y``, ``-es`` after
+    s/x/z -> ``-``, ``-s`` -> ``-`` (not after s, u or i). Only plurals, so names and other words stay whole.
+
+    >>> [stem(w) for w in ["cities", "boxes", "towers", "glass", "paris", "bus", "its"]]
+    ['city', 'box', 'tower', 'glass', 'paris', 'bus', 'its']
+    """
+    if not word.endswith("s") or len(word) <= 3:
+        return word
+    if len(word) > 4 and word.endswith("ies") and word[-4] not in "ae":
+        return word[:-3] + "y"
+    if word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if word[-2] in "sui":
+        return word
+    return word[:-1]
+
+
+def surface_forms(term: str) -> tuple[str, ...]:
+    """Every word :func:`stem` maps to ``term`` may have one of these spellings (snippets look for them).
+
+    >>> surface_forms("city"), surface_forms("box")
+    (('city', 'citys', 'cities'), ('box', 'boxs', 'boxes'))
+    """
+    forms = (term, term + "s", term + "es") + ((term[:-1] + "ies",) if term.endswith("y") else ())
+    return tuple(f for f in forms if stem(f) == term)
 
 
 def _unique(tokens: list[str]) -> list[str]:
@@ -274,7 +304,7 @@ class BM25Index:
         rebuild: bool = False,
     ) -> BM25Index:
         """Load the cached index of ``corpus`` (same content hash and params), or build and cache it."""
-        params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 2}
+        params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 1}
         if cache_dir:  # several corpora may share one cache_dir: key by content too
             path = Path(cache_dir).expanduser() / f"{corpus.content_hash[:24]}-{_params_key(params)}"
         else:
@@ -383,15 +413,19 @@ class BM25Index:
         cand = np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores)
         return _best(cand, scores[cand], top_k)
 
-    def _weights(self, query: str) -> dict[str, float]:
-        """Snippet weights: rarer query terms count more (1 / log2(2 + document frequency))."""
+    def _weights(self, query: str, exclude: frozenset[str] = frozenset()) -> dict[str, float]:
+        """Snippet weights of the query's terms not in ``exclude``, by surface form (every spelling that stems to a
+        term): rarer terms count more (1 / log2(2 + document frequency))."""
         import math  # noqa: PLC0415
 
         out = {}
         for t in query_terms(query):
+            if t in exclude:
+                continue
             tid = self._vocab.get(t)
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
-            out[t] = 1.0 / math.log2(2 + df)
+            for form in surface_forms(t):
+                out.setdefault(form, 1.0 / math.log2(2 + df))
         return out
 
     def search(
@@ -417,15 +451,14 @@ class BM25Index:
         docs = self.corpus.summaries(doc_id for top in tops for doc_id, _score in top)  # one read for all queries
         for query, top in zip(queries, tops):
             weights = self._weights(query)
-            terms = set(weights)
             hits = []
             for doc_id, score in top:
                 _check(stop)
                 url, title, text = docs[doc_id]
                 # The title already shows the terms it contains; the snippet shows where the rest of the query is
                 # (as search engines do), e.g. "Vurmark head of state" on Vurmark's page: the head-of-state row.
-                focus = (terms - set(tokenize(title))) or terms
-                hits.append(Hit(url, title, round(score, 4), make_snippet(text, focus, snippet_chars, weights)))
+                focus = self._weights(query, frozenset(tokenize(title))) or weights
+                hits.append(Hit(url, title, round(score, 4), make_snippet(text, set(focus), snippet_chars, weights)))
             results.append(hits)
         return results
 
