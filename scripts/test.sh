@@ -3,5 +3,6 @@
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m slow` for the slow tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh dev
+# KIMI_ENV_EXTRAS: the extras to install (default dev); .ci/run adds dense so the hybrid-retrieval tests run.
+bash scripts/setup.sh "${KIMI_ENV_EXTRAS:-dev}"
 exec .venv/bin/python -m pytest "$@"
