@@ -140,3 +140,38 @@ def test_environment_keyword_selects_hybrid(animals: Corpus) -> None:
         assert "https://zoo.test/Zebra" in obs and not terminated and not truncated
     finally:
         env.close()
+
+
+def test_inverted_lists_scan_a_part_and_keep_the_bm25_front_runners(tmp_path: Path) -> None:
+    """Large corpora search the nprobe nearest inverted lists, not every page (pure numpy; no model needed)."""
+    import numpy as np
+
+    from kimi_env.web.dense import DenseIndex, HybridIndex, build_ivf
+    from kimi_env.web.index import BM25Index
+
+    rng = np.random.default_rng(0)
+    n, dim = 3000, 32
+    centers = rng.standard_normal((40, dim)).astype(np.float32)
+    topic = rng.integers(0, 40, n)
+    emb = centers[topic] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    docs = [Document(f"https://v.test/{i}", f"Page {i}", text=f"topic{topic[i]} word{i % 97} filler") for i in range(n)]
+    corpus = Corpus.build(docs, tmp_path / "c")
+    dense = DenseIndex(corpus, emb, ivf=build_ivf(emb), nprobe=10)
+    lists = len(dense.ivf["centroids"])
+    assert lists == round(2 * n**0.5) and sorted(dense.ivf["order"].tolist()) == list(range(n))
+    agree = 0
+    for q in rng.choice(n, 50, replace=False):
+        qvec = emb[q]
+        rows, cos = dense.candidates(qvec)
+        assert len(rows) < n / 4  # a part of the pages, not all
+        assert np.allclose(cos, emb[rows] @ qvec, atol=1e-5)
+        exact = set(np.argsort(-(emb @ qvec), kind="stable")[:5].tolist())
+        agree += len(exact & set(rows.tolist()))
+    assert agree / (50 * 5) > 0.9  # the nearest pages are (almost always) in the scanned lists
+    bm25 = BM25Index.load_or_build(corpus, cache_dir=tmp_path / "idx")
+    hybrid = HybridIndex(bm25, dense, alpha=0.9)
+    # a page far from the query vector but the only BM25 match still comes first under a BM25-heavy mix
+    far = int(np.argmin(emb @ emb[0]))
+    (best, _score), *_ = hybrid.fused_top_ids(f"word{far % 97} page {far}", emb[0], 3)
+    assert best == far

