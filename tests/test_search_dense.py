@@ -163,7 +163,7 @@ def test_inverted_lists_scan_a_part_and_keep_the_bm25_front_runners(tmp_path: Pa
     agree = 0
     for q in rng.choice(n, 50, replace=False):
         qvec = emb[q]
-        rows, cos = dense.candidates(qvec)
+        rows, cos, _lists = dense.candidates(qvec)
         assert len(rows) < n / 4  # a part of the pages, not all
         assert np.allclose(cos, emb[rows] @ qvec, atol=1e-5)
         exact = set(np.argsort(-(emb @ qvec), kind="stable")[:5].tolist())

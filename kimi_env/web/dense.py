@@ -117,6 +117,8 @@ class DenseIndex:
         self.ivf = ivf  # None (exact) or dict: centroids, order (list position -> row), offsets, packed rows
         if ivf is not None:
             n_lists = len(ivf["centroids"])
+            self._list_of = np.empty(len(embeddings), dtype=np.int32)  # row -> its list
+            self._list_of[ivf["order"]] = np.repeat(np.arange(n_lists, dtype=np.int32), np.diff(ivf["offsets"]))
             self.nprobe = int(nprobe) if nprobe else max(1, round(n_lists / 16))
 
     @property
@@ -246,18 +248,26 @@ class DenseIndex:
         """Cosine similarity of every page to one query embedding (exhaustive)."""
         return self.embeddings @ qvec
 
-    def candidates(self, qvec: Any) -> tuple[Any, Any]:
-        """(rows, cosines) of the pages a query's dense search looks at: every page (exact), or the pages of the
-        ``nprobe`` inverted lists whose centroids are nearest to the query."""
+    def candidates(self, qvec: Any) -> tuple[Any, Any, Any]:
+        """(rows, cosines, probed lists) of the pages a query's dense search looks at: every page (exact; lists
+        None), or the pages of the ``nprobe`` inverted lists whose centroids are nearest to the query."""
         import numpy as np  # noqa: PLC0415
 
         if self.ivf is None:
-            return np.arange(len(self.embeddings)), self.embeddings @ qvec
+            return np.arange(len(self.embeddings)), self.embeddings @ qvec, None
         ivf = self.ivf
-        near = np.argpartition(-(ivf["centroids"] @ qvec), min(self.nprobe, len(ivf["centroids"])) - 1)
-        spans = [(int(ivf["offsets"][c]), int(ivf["offsets"][c + 1])) for c in near[: self.nprobe]]
-        pos = np.concatenate([np.arange(a, b) for a, b in spans]) if spans else np.zeros(0, dtype=np.int64)
-        return ivf["order"][pos].astype(np.int64), np.concatenate([ivf["packed"][a:b] @ qvec for a, b in spans])
+        n_lists = len(ivf["centroids"])
+        near = np.argpartition(-(ivf["centroids"] @ qvec), min(self.nprobe, n_lists) - 1)[: self.nprobe]
+        spans = [(int(ivf["offsets"][c]), int(ivf["offsets"][c + 1])) for c in np.sort(near)]
+        rows = np.concatenate([ivf["order"][a:b] for a, b in spans]).astype(np.int64)
+        return rows, np.concatenate([ivf["packed"][a:b] @ qvec for a, b in spans]), near
+
+    def outside(self, rows: Any, probed: Any) -> Any:
+        """The given rows that lie outside the probed lists."""
+        import numpy as np  # noqa: PLC0415
+
+        rows = np.asarray(rows, dtype=np.int64)
+        return rows[~np.isin(self._list_of[rows], probed)] if len(rows) else rows
 
     def cosines(self, rows: Any, qvec: Any) -> Any:
         """Exact cosines of the given rows."""
@@ -265,7 +275,7 @@ class DenseIndex:
 
     def top_ids(self, query: str, top_k: int) -> list[tuple[int, float]]:
         """The ``top_k`` nearest pages as (row, cosine), ties broken by row order."""
-        rows, cos = self.candidates(self.encode([query])[0])
+        rows, cos, _lists = self.candidates(self.encode([query])[0])
         return [(int(rows[i]), s) for i, s in _top(cos, top_k)] if self.ivf is not None else _top(cos, top_k)
 
 
@@ -332,7 +342,7 @@ class HybridIndex:
     """
 
     def __init__(
-        self, bm25: BM25Index, dense: DenseIndex, *, fusion: str = "linear", alpha: float = 0.3, rrf_k: int = 60,
+        self, bm25: BM25Index, dense: DenseIndex, *, fusion: str = "linear", alpha: float = 0.2, rrf_k: int = 60,
         depth: int = 100,
     ) -> None:
         if fusion not in FUSIONS:
@@ -358,14 +368,14 @@ class HybridIndex:
 
         if top_k <= 0:
             return []
-        rows, cos = self.dense.candidates(qvec)
+        rows, cos, probed = self.dense.candidates(qvec)
         _check(stop)
-        exact = self.dense.ivf is None
+        exact = probed is None
         if self.fusion == "linear":
             tids = self.bm25._term_ids(query)  # noqa: SLF001
             bm = self.bm25._scores(tids, stop) if tids else None  # noqa: SLF001
             if not exact and bm is not None:  # the BM25 front runners join the candidates, with exact cosines
-                extra = np.setdiff1d([r for r, _s in _top(bm, self.depth) if bm[r] > 0], rows, assume_unique=False)
+                extra = self.dense.outside([r for r, _s in self.bm25.top_of(bm, self.depth)], probed)
                 if len(extra):
                     rows = np.concatenate([rows, extra])
                     cos = np.concatenate([cos, self.dense.cosines(extra, qvec)])
@@ -373,7 +383,7 @@ class HybridIndex:
             if bm is not None:
                 top = float(bm.max())
                 if top > 0:
-                    fused = fused + (self.alpha / top) * bm[rows]
+                    fused = fused + (self.alpha / top) * (bm if exact else bm[rows])
             fused = np.asarray(fused, dtype=np.float32)
             if exact:  # rows are 0..N-1
                 return _top(fused, top_k)

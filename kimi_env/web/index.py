@@ -396,12 +396,15 @@ class BM25Index:
 
         ``stop``: when it is set, the search raises :class:`SearchCancelled` at its next check (between terms).
         """
-        import numpy as np  # noqa: PLC0415
-
         tids = self._term_ids(query)
         if top_k <= 0 or not tids:
             return []
-        scores = self._scores(tids, stop)
+        return self.top_of(self._scores(tids, stop), top_k)
+
+    def top_of(self, scores: Any, top_k: int) -> list[tuple[int, float]]:
+        """The ``top_k`` best (row, score) pairs of a score array with positive scores; ties broken by row."""
+        import numpy as np  # noqa: PLC0415
+
         # Split documents into disjoint groups (rows i, i + g, i + 2g, ...: a fast vectorized max) and take the k-th
         # largest group maximum: k documents score at least that, so the top k (and every document tied with the
         # k-th) score at least that too. Selecting only those is exact.
