@@ -33,7 +33,7 @@ from typing import Any
 
 from ..errors import KimiEnvError
 from .corpus import Corpus, CorpusError, cache_root
-from .index import BM25Index, Hit, _check, get_index, query_terms
+from .index import BM25Index, Hit, _check, get_index
 
 __all__ = [
     "DenseIndex", "HybridIndex", "DenseUnavailableError", "get_hybrid_index", "dense_available", "require_dense",
@@ -112,6 +112,7 @@ class DenseIndex:
         self._encoder = encoder
         self._lock = threading.Lock()  # one forward at a time: torch already uses every core
         self._cache: dict[str, Any] = {}
+        self._all_rows = np.arange(len(embeddings))
         if ivf is None and len(embeddings) >= IVF_MIN_PAGES:
             ivf = build_ivf(np.asarray(embeddings))
         self.ivf = ivf  # None (exact) or dict: centroids, order (list position -> row), offsets, packed rows
@@ -254,13 +255,23 @@ class DenseIndex:
         import numpy as np  # noqa: PLC0415
 
         if self.ivf is None:
-            return np.arange(len(self.embeddings)), self.embeddings @ qvec, None
+            return self._all_rows, self.embeddings @ qvec, None
         ivf = self.ivf
         n_lists = len(ivf["centroids"])
         near = np.argpartition(-(ivf["centroids"] @ qvec), min(self.nprobe, n_lists) - 1)[: self.nprobe]
         spans = [(int(ivf["offsets"][c]), int(ivf["offsets"][c + 1])) for c in np.sort(near)]
         rows = np.concatenate([ivf["order"][a:b] for a, b in spans]).astype(np.int64)
         return rows, np.concatenate([ivf["packed"][a:b] @ qvec for a, b in spans]), near
+
+    def candidates_batch(self, qvecs: Any) -> list[tuple[Any, Any, Any]]:
+        """:meth:`candidates` of several queries; an exact scan reads the embeddings once for all of them (the
+        scan is memory-bound)."""
+        import numpy as np  # noqa: PLC0415
+
+        if self.ivf is not None or len(qvecs) < 2:
+            return [self.candidates(v) for v in qvecs]
+        cos = np.asarray(self.embeddings @ np.asarray(qvecs).T)
+        return [(self._all_rows, np.ascontiguousarray(cos[:, i]), None) for i in range(len(qvecs))]
 
     def outside(self, rows: Any, probed: Any) -> Any:
         """The given rows that lie outside the probed lists."""
@@ -361,14 +372,15 @@ class HybridIndex:
         return self.bm25.corpus
 
     def fused_top_ids(
-        self, query: str, qvec: Any, top_k: int, *, stop: threading.Event | None = None
+        self, query: str, qvec: Any, top_k: int, *, stop: threading.Event | None = None, candidates: Any = None
     ) -> list[tuple[int, float]]:
-        """The ``top_k`` best (row, fused score) pairs for one query and its embedding."""
+        """The ``top_k`` best (row, fused score) pairs for one query and its embedding (``candidates``: its
+        :meth:`DenseIndex.candidates`, when already computed)."""
         import numpy as np  # noqa: PLC0415
 
         if top_k <= 0:
             return []
-        rows, cos, probed = self.dense.candidates(qvec)
+        rows, cos, probed = candidates if candidates is not None else self.dense.candidates(qvec)
         _check(stop)
         exact = probed is None
         if self.fusion == "linear":
@@ -409,11 +421,11 @@ class HybridIndex:
         if not queries:
             return []
         qvecs = self.dense.encode(list(queries))
+        _check(stop)
         tops = []
-        for query, qvec in zip(queries, qvecs):
+        for query, qvec, cand in zip(queries, qvecs, self.dense.candidates_batch(qvecs)):
             _check(stop)
-            tops.append(self.fused_top_ids(query, qvec, top_k, stop=stop) if query_terms(query) or query.strip()
-                        else [])
+            tops.append(self.fused_top_ids(query, qvec, top_k, stop=stop, candidates=cand) if query.strip() else [])
         return self.bm25.hits(list(queries), tops, snippet_chars=snippet_chars, stop=stop)
 
 

@@ -416,19 +416,20 @@ class BM25Index:
         cand = np.flatnonzero(scores >= floor) if floor > 0 else np.flatnonzero(scores)
         return _best(cand, scores[cand], top_k)
 
-    def _weights(self, query: str, exclude: frozenset[str] = frozenset()) -> dict[str, float]:
-        """Snippet weights of the query's terms not in ``exclude``, by surface form (every spelling that stems to a
-        term): rarer terms count more (1 / log2(2 + document frequency))."""
+    def _weights(self, query: str) -> dict[str, float]:
+        """Snippet weights of the query's terms by surface form (every spelling that stems to a term): rarer terms
+        count more (1 / log2(2 + document frequency))."""
+        return {form: w for _t, forms, w in self._term_forms(query) for form in forms}
+
+    def _term_forms(self, query: str) -> list[tuple[str, tuple[str, ...], float]]:
+        """(term, its surface forms, snippet weight) per distinct query term."""
         import math  # noqa: PLC0415
 
-        out = {}
+        out = []
         for t in query_terms(query):
-            if t in exclude:
-                continue
             tid = self._vocab.get(t)
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
-            for form in surface_forms(t):
-                out.setdefault(form, 1.0 / math.log2(2 + df))
+            out.append((t, surface_forms(t), 1.0 / math.log2(2 + df)))
         return out
 
     def search(
@@ -453,15 +454,17 @@ class BM25Index:
         _check(stop)
         docs = self.corpus.summaries(doc_id for top in tops for doc_id, _score in top)  # one read for all queries
         for query, top in zip(queries, tops):
-            weights = self._weights(query)
+            term_forms = self._term_forms(query) if top else []
+            weights = {form: w for _t, forms, w in term_forms for form in forms}
             hits = []
             for doc_id, score in top:
                 _check(stop)
                 url, title, text = docs[doc_id]
                 # The title already shows the terms it contains; the snippet shows where the rest of the query is
                 # (as search engines do), e.g. "Vurmark head of state" on Vurmark's page: the head-of-state row.
-                focus = self._weights(query, frozenset(tokenize(title))) or weights
-                hits.append(Hit(url, title, round(score, 4), make_snippet(text, set(focus), snippet_chars, weights)))
+                in_title = set(tokenize(title))
+                focus = {f for t, forms, _w in term_forms if t not in in_title for f in forms} or set(weights)
+                hits.append(Hit(url, title, round(score, 4), make_snippet(text, focus, snippet_chars, weights)))
             results.append(hits)
         return results
 
