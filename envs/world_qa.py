@@ -123,6 +123,9 @@ class WorldQAEnv(ToolEnv):
         verify: Also run funnel stage (b) on the pool: keep only tasks the oracle solves through the real tools
             (slower on first use; the pool is cached).
         python_timeout: Wall-clock seconds a python call may run (environments with the python tool).
+        retrieval: How the search tool ranks pages: ``"bm25"`` (default) or ``"hybrid"`` (BM25 fused with dense
+            embeddings of all-MiniLM-L6-v2; needs the ``dense`` extra; embeddings are built on first use and cached
+            on disk like the BM25 index).
         **kwargs: Everything :class:`~kimi_env.ToolEnv` takes (``max_turns``, ``protocol``, ``tools``, ...).
     """
 
@@ -146,8 +149,18 @@ class WorldQAEnv(ToolEnv):
         task_seed: int = 0,
         verify: bool = False,
         python_timeout: float = 10.0,
+        retrieval: str = "bm25",
         **kwargs: Any,
     ) -> None:
+        from kimi_env.tools.search import RETRIEVALS
+
+        if retrieval not in RETRIEVALS:
+            raise unknown_name("retrieval", str(retrieval), RETRIEVALS)
+        if retrieval == "hybrid":
+            from kimi_env.web.dense import require_dense
+
+            require_dense()
+        self.retrieval = retrieval
         if split is not None and split not in SPLITS:
             raise unknown_name("split", str(split), SPLITS)
         lo, hi = difficulty
@@ -192,11 +205,20 @@ class WorldQAEnv(ToolEnv):
             from kimi_env.web.index import get_index
 
             get_index(self.corpus)  # load or build it now, not inside the first search call's timeout
+            if self.retrieval == "hybrid":
+                from kimi_env.web.dense import get_hybrid_index
+
+                get_hybrid_index(self.corpus)
 
     def _make_tools(self) -> list[Tool]:
         from kimi_env.world.solvable import make_tools
 
-        return make_tools(self.TOOLS, self.corpus, self.python_timeout)
+        tools = make_tools(self.TOOLS, self.corpus, self.python_timeout)
+        if self.retrieval != "bm25":
+            from kimi_env.tools.search import SearchTool
+
+            tools = [SearchTool(self.corpus, retrieval=self.retrieval) if t.name == "search" else t for t in tools]
+        return tools
 
     def _sample_task(self) -> Task:
         return self.task_pool[int(self.np_random.integers(len(self.task_pool)))]

@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-if [[ ",$EXTRAS," == *",train,"* ]]; then
+if [[ ",$EXTRAS," == *",train,"* || ",$EXTRAS," == *",dense,"* ]]; then
   .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
 if ! .venv/bin/python -m pip install -q -e ".[$EXTRAS]" > .venv/pip-install.log 2>&1; then

@@ -20,5 +20,6 @@ ensure_chromium() {
 }
 
 ensure_chromium
-bash scripts/setup.sh dev,train
+# KIMI_ENV_EXTRAS: the extras to install (default: everything the tests exercise: dev, train, dense)
+bash scripts/setup.sh "${KIMI_ENV_EXTRAS:-dev,train,dense}"
 exec .venv/bin/python -m pytest "$@"

@@ -34,7 +34,7 @@ def tool(corpus: Corpus) -> SearchTool:
 def test_schema_carries_limits(corpus: Corpus) -> None:
     t = SearchTool(corpus, max_queries=3, top_k_max=7)
     props = t.parameters["properties"]
-    assert props["queries"]["maxItems"] == 3 and props["queries"]["items"] == {"type": "string"}
+    assert props["queries"]["maxItems"] == 3 and props["queries"]["items"] == {"type": "string", "maxLength": 1000}
     assert props["top_k"]["maximum"] == 7 and props["top_k"]["default"] == 5
     assert t.parameters["required"] == ["queries"]
     r = t.call(queries=["a", "b", "c", "d"])

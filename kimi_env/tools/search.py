@@ -23,12 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ..web.backends import HTTPBackend, IndexBackend, OpenSearchBackend, SearchBackend, SearchBackendError
+from ..web.backends import (
+    HTTPBackend,
+    HybridBackend,
+    IndexBackend,
+    OpenSearchBackend,
+    SearchBackend,
+    SearchBackendError,
+)
 from ..web.corpus import Corpus
-from ..web.index import Hit
+from ..web.index import MAX_QUERY_CHARS, MAX_QUERY_TERMS, Hit, tokenize
 from .base import Tool, ToolResult, ToolStatus
 
-__all__ = ["SearchTool", "SearchBackend", "IndexBackend", "HTTPBackend", "OpenSearchBackend", "format_results"]
+__all__ = [
+    "SearchTool", "SearchBackend", "IndexBackend", "HybridBackend", "HTTPBackend", "OpenSearchBackend",
+    "format_results", "RETRIEVALS",
+]
+
+#: ``retrieval=`` choices: BM25 alone, or BM25 fused with dense embeddings (extra ``dense``).
+RETRIEVALS = ("bm25", "hybrid")
 
 
 def format_results(queries: list[str], results: list[list[Hit]]) -> tuple[str, list[dict[str, Any]]]:
@@ -67,6 +80,7 @@ class SearchTool(Tool):
         corpus: Corpus | str | os.PathLike | None = None,
         *,
         backend: SearchBackend | None = None,
+        retrieval: str = "bm25",
         top_k_max: int = 10,
         max_queries: int = 5,
         timeout: float = 20.0,
@@ -83,7 +97,20 @@ class SearchTool(Tool):
         self.max_queries = int(max_queries)
         if corpus is not None and not isinstance(corpus, Corpus):
             corpus = Corpus.open(Path(corpus))
+        if retrieval not in RETRIEVALS:
+            from ..errors import unknown_name  # noqa: PLC0415
+
+            raise unknown_name("retrieval", str(retrieval), RETRIEVALS)
+        if backend is not None and retrieval != "bm25":
+            raise InvalidArgumentError(
+                f"retrieval={retrieval!r} chooses the in-process index, but a backend= was given too. "
+                "Fix: pass one of them."
+            )
         self.corpus = corpus
+        self.retrieval = retrieval
+        if backend is None and retrieval == "hybrid":
+            backend = HybridBackend(corpus)
+            backend.index  # noqa: B018 - embeddings and model now (minutes on first use), not in a call's timeout
         self.backend = backend if backend is not None else IndexBackend(corpus)
         super().__init__(timeout=timeout, max_output_chars=max_output_chars)
 
@@ -91,6 +118,7 @@ class SearchTool(Tool):
         schema = super()._build_schema()
         props = schema["function"]["parameters"]["properties"]
         props["queries"].update({"minItems": 1, "maxItems": self.max_queries})
+        props["queries"]["items"].update({"maxLength": MAX_QUERY_CHARS})
         props["top_k"].update({"minimum": 1, "maximum": self.top_k_max})
         return schema
 
@@ -108,6 +136,15 @@ class SearchTool(Tool):
                 return ToolResult.failure(
                     f"query {i} of {len(queries)} is empty; give keywords to search for, "
                     'e.g. {"queries": ["eiffel tower height"]}.',
+                    ToolStatus.INVALID_ARGUMENTS,
+                )
+            words = len(dict.fromkeys(tokenize(q))) if len(q) <= MAX_QUERY_CHARS else 0
+            if len(q) > MAX_QUERY_CHARS or words > MAX_QUERY_TERMS:
+                got = f"{len(q)} characters" if words == 0 else f"{words} distinct words"
+                return ToolResult.failure(
+                    f"query {i} of {len(queries)} is too long ({got}); expected at most {MAX_QUERY_CHARS} characters "
+                    f"and {MAX_QUERY_TERMS} distinct words. Fix: search a few keywords, or split the request into "
+                    "several queries.",
                     ToolStatus.INVALID_ARGUMENTS,
                 )
             if q not in cleaned:

@@ -1,6 +1,7 @@
 """Search backends behind :class:`~kimi_env.tools.SearchTool`: one small async interface, three implementations.
 
 * :class:`IndexBackend` (default): the in-process BM25 index of a corpus.
+* :class:`HybridBackend`: the in-process hybrid index (BM25 fused with dense embeddings; extra ``dense``).
 * :class:`HTTPBackend`: the ``/search`` endpoint of a corpus server (``kimi-env serve``) elsewhere.
 * :class:`OpenSearchBackend`: an OpenSearch / Elasticsearch index through its ``_search`` API (``multi_match`` over
   title and text; snippets from the ``highlight`` of ``text``, else its beginning).
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from typing import Any
 
 from ..errors import KimiEnvError
 from .index import Hit
 
-__all__ = ["SearchBackend", "SearchBackendError", "IndexBackend", "HTTPBackend", "OpenSearchBackend"]
+__all__ = ["SearchBackend", "SearchBackendError", "IndexBackend", "HybridBackend", "HTTPBackend", "OpenSearchBackend"]
 
 
 class SearchBackendError(KimiEnvError, RuntimeError):
@@ -56,10 +58,45 @@ class IndexBackend(SearchBackend):
 
     async def search(self, queries: list[str], top_k: int) -> list[list[Hit]]:
         # In a worker thread: the shared event loop keeps serving other tools and environments meanwhile, and the
-        # tool's timeout can fire.
+        # tool's timeout can fire. When it fires, this coroutine is cancelled; `stop` then tells the worker thread
+        # to give up at its next check instead of computing on for a result nobody reads.
         if self._index is None:
             await asyncio.to_thread(lambda: self.index)
-        return await asyncio.to_thread(self._index.search, queries, top_k)
+        return await _stoppable(self._index.search, queries, top_k)
+
+
+class HybridBackend(IndexBackend):
+    """Searches the in-process :class:`~kimi_env.web.dense.HybridIndex` of a corpus: BM25 fused with dense
+    embeddings (extra ``dense``; embeddings built on first use and cached on disk like the BM25 index).
+
+    Args:
+        corpus: A :class:`~kimi_env.web.corpus.Corpus` or its directory.
+        **hybrid_kwargs: ``fusion``, ``alpha``, ``rrf_k``, ``depth`` (see :class:`~kimi_env.web.dense.HybridIndex`).
+    """
+
+    def __init__(self, corpus: Any, **hybrid_kwargs: Any) -> None:
+        from .dense import require_dense  # noqa: PLC0415
+
+        require_dense()  # a missing extra is a programmer's error: say so now, with the fix
+        super().__init__(corpus, **hybrid_kwargs)
+
+    @property
+    def index(self) -> Any:
+        """The :class:`~kimi_env.web.dense.HybridIndex` (loaded or built on first use)."""
+        if self._index is None:
+            from .dense import get_hybrid_index  # noqa: PLC0415
+
+            self._index = get_hybrid_index(self.corpus, **self._index_kwargs)
+        return self._index
+
+
+async def _stoppable(search: Any, queries: list[str], top_k: int) -> list[list[Hit]]:
+    """Run ``search(queries, top_k, stop=event)`` in a worker thread; set the event when the caller is cancelled."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(search, queries, top_k, stop=stop)
+    finally:
+        stop.set()  # after a normal return this changes nothing
 
 
 class _HTTPClient(SearchBackend):

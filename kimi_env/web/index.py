@@ -1,7 +1,8 @@
 """BM25 search over a corpus (title + readable text), built once and cached on disk by content hash.
 
 The index uses `bm25s <https://github.com/xhluca/bm25s>`_ (eager sparse BM25 in numpy) with our own tokenizer
-(NFKC, case-folded ``\\w+`` words minus a short English stop list; titles count twice). It was chosen over tantivy
+(NFKC, case-folded ``\\w+`` words minus a short English stop list, plural ``-s``/``-es``/``-ies`` folded; the title
+counts once, like the body). It was chosen over tantivy
 by measurement, see ``docs/web.md``. Results are deterministic: ties are broken by corpus order.
 
 >>> from kimi_env.web.document import Document
@@ -28,12 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import KimiEnvError
 from .corpus import Corpus, CorpusError, cache_root
 
-__all__ = ["Hit", "BM25Index", "get_index", "tokenize", "make_snippet", "INDEX_VERSION"]
+__all__ = [
+    "Hit", "BM25Index", "get_index", "tokenize", "stem", "surface_forms", "query_terms", "make_snippet", "SearchCancelled", "INDEX_VERSION",
+    "MAX_QUERY_CHARS", "MAX_QUERY_TERMS",
+]
 
 #: Bumped whenever tokenization or the on-disk layout changes; part of the cache key.
-INDEX_VERSION = 2  # 2: adds dense score rows of frequent terms (kimi_dense.npy, kimi_dense_terms.npy)
+INDEX_VERSION = 3  # 2: dense score rows of frequent terms (kimi_dense.npy); 3: stop list, plural folding, title x1
 _META = "kimi_index.json"
 _DENSE = "kimi_dense.npy"
 _DENSE_TERMS = "kimi_dense_terms.npy"
@@ -43,11 +48,22 @@ _DENSE_MIN_SHARE = 1 / 16
 #: ... within this many bytes of rows, most frequent terms first.
 _DENSE_BUDGET = 192 * 2**20
 _WORD = re.compile(r"\w+")
+#: Lucene's English stop list (as bm25s and Elasticsearch use it) plus a few pronouns and auxiliaries.
 _STOP = frozenset(
-    """a an and are as at be but by for from has have he her his in into is it its of on or she that the their
-    them they this to was were which who will with""".split()
+    """a an and are as at be but by for from has have he her his if in into is it its no not of on or she such that
+    the their them then there these they this to was were which who will with""".split()
 )
 _SENTENCE = re.compile(r"(?<=[.!?]) +")
+#: A query is read up to this many characters ...
+MAX_QUERY_CHARS = 1000
+#: ... and searched for at most this many distinct terms (the first ones); the search tool refuses longer queries
+#: with a message, the index (and the server's ``/search`` on top of it) cuts them, so the cost of one query is
+#: bounded whatever its length (a 1M-character query cost seconds of CPU before).
+MAX_QUERY_TERMS = 64
+
+
+class SearchCancelled(KimiEnvError, RuntimeError):
+    """A search was stopped through its ``stop`` event (its caller gave up, e.g. the tool's timeout fired)."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +87,59 @@ class Hit:
 
 
 def tokenize(text: str) -> list[str]:
-    """Index and query tokens: NFKC-normalized, case-folded words without stop words.
+    """Index and query tokens: NFKC-normalized, case-folded words without stop words, plurals folded (:func:`stem`).
 
-    >>> tokenize("The Eiffel Tower's height, in 1889!")
-    ['eiffel', 'tower', 's', 'height', '1889']
+    >>> tokenize("The Eiffel Towers' heights, in 1889!")
+    ['eiffel', 'tower', 'height', '1889']
     """
-    return [w for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in _STOP]
+    return [stem(w) for w in _WORD.findall(unicodedata.normalize("NFKC", text).casefold()) if w not in _STOP]
+
+
+def stem(word: str) -> str:
+    """Fold an English plural to its singular (the "S-stemmer" of Harman, 1991): ``-ies`` -> ``-y``, ``-es`` after
+    s/x/z -> ``-``, ``-s`` -> ``-`` (not after s, u or i). Only plurals, so names and other words stay whole.
+
+    >>> [stem(w) for w in ["cities", "boxes", "towers", "glass", "paris", "bus", "its"]]
+    ['city', 'box', 'tower', 'glass', 'paris', 'bus', 'its']
+    """
+    if not word.endswith("s") or len(word) <= 3:
+        return word
+    if len(word) > 4 and word.endswith("ies") and word[-4] not in "ae":
+        return word[:-3] + "y"
+    if word.endswith("es") and word[-3] in "sxz":
+        return word[:-2]
+    if word[-2] in "sui":
+        return word
+    return word[:-1]
+
+
+def surface_forms(term: str) -> tuple[str, ...]:
+    """Every word :func:`stem` maps to ``term`` may have one of these spellings (snippets look for them).
+
+    >>> surface_forms("city"), surface_forms("box")
+    (('city', 'citys', 'cities'), ('box', 'boxs', 'boxes'))
+    """
+    forms = (term, term + "s", term + "es") + ((term[:-1] + "ies",) if term.endswith("y") else ())
+    return tuple(f for f in forms if stem(f) == term)
 
 
 def _unique(tokens: list[str]) -> list[str]:
     return list(dict.fromkeys(tokens))
+
+
+def query_terms(query: str) -> list[str]:
+    """The distinct terms a query is searched for, in order: :func:`tokenize` of its first
+    :data:`MAX_QUERY_CHARS` characters, at most :data:`MAX_QUERY_TERMS` of them.
+
+    >>> query_terms("the zebra, the Zebra and the lion")
+    ['zebra', 'lion']
+    """
+    return _unique(tokenize(query[:MAX_QUERY_CHARS]))[:MAX_QUERY_TERMS]
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise SearchCancelled("the search was stopped by its caller (its timeout expired).")
 
 
 def make_snippet(text: str, terms: set[str], width: int = 240, weights: dict[str, float] | None = None) -> str:
@@ -245,7 +304,7 @@ class BM25Index:
         rebuild: bool = False,
     ) -> BM25Index:
         """Load the cached index of ``corpus`` (same content hash and params), or build and cache it."""
-        params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 2}
+        params = {"k1": float(k1), "b": float(b), "version": INDEX_VERSION, "title_weight": 1}
         if cache_dir:  # several corpora may share one cache_dir: key by content too
             path = Path(cache_dir).expanduser() / f"{corpus.content_hash[:24]}-{_params_key(params)}"
         else:
@@ -314,19 +373,20 @@ class BM25Index:
 
     # -- searching ----------------------------------------------------------------------------------------------
     def _term_ids(self, query: str) -> list[int]:
-        return [self._vocab[t] for t in _unique(tokenize(query)) if t in self._vocab]
+        return [self._vocab[t] for t in query_terms(query) if t in self._vocab]
 
     def scores(self, query: str) -> Any:
         """BM25 score of every document for ``query`` (a float32 numpy array of length ``len(corpus)``)."""
         return self._scores(self._term_ids(query))
 
-    def _scores(self, tids: list[int]) -> Any:
+    def _scores(self, tids: list[int], stop: threading.Event | None = None) -> Any:
         # Summed in float32 in query-term order; a dense row adds 0.0 where the term is absent, which changes
         # nothing, so the result is bit-identical to scatter-adding every posting list.
         import numpy as np  # noqa: PLC0415
 
         out = np.zeros(self._n, dtype=np.float32)
         for t in tids:
+            _check(stop)
             row = self._dense_row.get(t)
             if row is not None:
                 out += self._dense[row]
@@ -335,14 +395,20 @@ class BM25Index:
                 out[self._indices[start:end]] += self._data[start:end]  # one posting per (term, doc): no duplicates
         return out
 
-    def top_ids(self, query: str, top_k: int) -> list[tuple[int, float]]:
-        """The ``top_k`` best (row, score) pairs; ties broken by row order (deterministic)."""
-        import numpy as np  # noqa: PLC0415
+    def top_ids(self, query: str, top_k: int, *, stop: threading.Event | None = None) -> list[tuple[int, float]]:
+        """The ``top_k`` best (row, score) pairs; ties broken by row order (deterministic).
 
+        ``stop``: when it is set, the search raises :class:`SearchCancelled` at its next check (between terms).
+        """
         tids = self._term_ids(query)
         if top_k <= 0 or not tids:
             return []
-        scores = self._scores(tids)
+        return self.top_of(self._scores(tids, stop), top_k)
+
+    def top_of(self, scores: Any, top_k: int) -> list[tuple[int, float]]:
+        """The ``top_k`` best (row, score) pairs of a score array with positive scores; ties broken by row."""
+        import numpy as np  # noqa: PLC0415
+
         # Split documents into disjoint groups (rows i, i + g, i + 2g, ...: a fast vectorized max) and take the k-th
         # largest group maximum: k documents score at least that, so the top k (and every document tied with the
         # k-th) score at least that too. Selecting only those is exact.
@@ -355,30 +421,53 @@ class BM25Index:
         return _best(cand, scores[cand], top_k)
 
     def _weights(self, query: str) -> dict[str, float]:
-        """Snippet weights: rarer query terms count more (1 / log2(2 + document frequency))."""
+        """Snippet weights of the query's terms by surface form (every spelling that stems to a term): rarer terms
+        count more (1 / log2(2 + document frequency))."""
+        return {form: w for _t, forms, w in self._term_forms(query) for form in forms}
+
+    def _term_forms(self, query: str) -> list[tuple[str, tuple[str, ...], float]]:
+        """(term, its surface forms, snippet weight) per distinct query term."""
         import math  # noqa: PLC0415
 
-        out = {}
-        for t in _unique(tokenize(query)):
+        out = []
+        for t in query_terms(query):
             tid = self._vocab.get(t)
             df = 0 if tid is None else int(self._indptr[tid + 1] - self._indptr[tid])
-            out[t] = 1.0 / math.log2(2 + df)
+            out.append((t, surface_forms(t), 1.0 / math.log2(2 + df)))
         return out
 
-    def search(self, queries: list[str], top_k: int = 5, *, snippet_chars: int = 240) -> list[list[Hit]]:
-        """Search each query; returns one ranked list of :class:`Hit` per query (empty when nothing matches)."""
+    def search(
+        self, queries: list[str], top_k: int = 5, *, snippet_chars: int = 240, stop: threading.Event | None = None
+    ) -> list[list[Hit]]:
+        """Search each query; returns one ranked list of :class:`Hit` per query (empty when nothing matches).
+
+        Queries are cut to :data:`MAX_QUERY_CHARS` characters and :data:`MAX_QUERY_TERMS` distinct terms. ``stop``:
+        a :class:`threading.Event` the caller sets to give up; the search then raises :class:`SearchCancelled` at
+        its next check (between query terms and between result snippets), so a search run in a worker thread does
+        not compute on after its caller's timeout.
+        """
+        tops = [self.top_ids(query, top_k, stop=stop) for query in queries]
+        return self.hits(queries, tops, snippet_chars=snippet_chars, stop=stop)
+
+    def hits(
+        self, queries: list[str], tops: list[list[tuple[int, float]]], *, snippet_chars: int = 240,
+        stop: threading.Event | None = None,
+    ) -> list[list[Hit]]:
+        """:class:`Hit` lists (title, URL, query-biased snippet) for ranked (row, score) lists, one per query."""
         results: list[list[Hit]] = []
-        tops = [self.top_ids(query, top_k) for query in queries]
+        _check(stop)
         docs = self.corpus.summaries(doc_id for top in tops for doc_id, _score in top)  # one read for all queries
         for query, top in zip(queries, tops):
-            weights = self._weights(query)
-            terms = set(weights)
+            term_forms = self._term_forms(query) if top else []
+            weights = {form: w for _t, forms, w in term_forms for form in forms}
             hits = []
             for doc_id, score in top:
+                _check(stop)
                 url, title, text = docs[doc_id]
                 # The title already shows the terms it contains; the snippet shows where the rest of the query is
                 # (as search engines do), e.g. "Vurmark head of state" on Vurmark's page: the head-of-state row.
-                focus = (terms - set(tokenize(title))) or terms
+                in_title = set(tokenize(title))
+                focus = {f for t, forms, _w in term_forms if t not in in_title for f in forms} or set(weights)
                 hits.append(Hit(url, title, round(score, 4), make_snippet(text, focus, snippet_chars, weights)))
             results.append(hits)
         return results
