@@ -175,6 +175,7 @@ class WorldQAEnv(ToolEnv):
         self.python_timeout = float(python_timeout)
         self._corpus_dir = str(Path(corpus).resolve()) if corpus is not None else None
         self.corpus = get_corpus(self.world_seed, self.pages, self._corpus_dir)
+        self._user_tasks = tasks is not None
         if tasks is not None:
             self.task_pool = tuple(load_tasks(tasks))
         else:

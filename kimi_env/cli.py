@@ -232,7 +232,7 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def eval_jobs(env: Any, episodes: int, samples: int, seed: int) -> tuple[list[Any], str]:
+def eval_jobs(env: Any, episodes: int, samples: int, seed: int, own_split: str | None = None) -> tuple[list[Any], str]:
     """The episodes ``kimi-env eval`` plays and a sentence saying how they were drawn. A finite task set is covered
     without replacement (a seeded shuffle, cycled only when more episodes than tasks are asked for), each task
     ``samples`` times in a row; environments that generate tasks use seeds ``seed .. seed + n - 1``."""
@@ -242,6 +242,13 @@ def eval_jobs(env: Any, episodes: int, samples: int, seed: int) -> tuple[list[An
 
     base = env.unwrapped
     pool = getattr(base, "task_pool", None)
+    if own_split is not None and pool:  # your own tasks: --split filters by each task's own split field
+        if not any("split" in t.metadata for t in pool):
+            raise UsageError(f"--split {own_split} cannot filter your tasks: none has a 'split' field. Fix: drop "
+                             "--split, or add \"split\": \"train\"/\"validation\"/\"test\" to each task line.")
+        pool = [t for t in pool if t.metadata.get("split") == own_split]
+        if not pool:
+            raise UsageError(f"--split {own_split}: none of your tasks has split {own_split!r}.")
     n_tasks = -(-episodes // samples)
     if pool:
         order = list(range(len(pool)))
@@ -252,8 +259,9 @@ def eval_jobs(env: Any, episodes: int, samples: int, seed: int) -> tuple[list[An
             picked += order[: n_tasks - len(picked)]
         jobs = [EpisodeJob(seed=seed + i * samples + k, task=pool[j], group=i)
                 for i, j in enumerate(picked) for k in range(samples)][:episodes]
-        split = getattr(base, "split", None)
-        how = (f"{len(set(picked))} distinct tasks of {len(pool)} in the {split or 'whole'} task set, drawn without "
+        where = "your own task set" if own_split is not None or getattr(base, "_user_tasks", False) else \
+            f"the {getattr(base, 'split', None) or 'whole'} task set"
+        how = (f"{len(set(picked))} distinct tasks of {len(pool)} in {where}, drawn without "
                f"replacement (seed {seed})" + (f", {samples} samples each" if samples > 1 else ""))
         if n_tasks > len(pool):
             how += f"; more episodes than tasks, so the set was cycled ({n_tasks} draws)"
@@ -273,12 +281,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f"--episodes must be at least 1, got {args.episodes}.")
     if args.samples < 1 or args.concurrency < 1:
         raise UsageError(f"--samples and --concurrency must be at least 1, got {args.samples} and {args.concurrency}.")
+    own_tasks = any(a.split("=", 1)[0].strip() == "tasks" for a in args.env_arg)
     probe = make_env(args.env_id, args.env_arg, args.split)
     try:
-        jobs, how = eval_jobs(probe, args.episodes, args.samples, args.seed)
+        jobs, how = eval_jobs(probe, args.episodes, args.samples, args.seed,
+                              own_split=args.split if own_tasks else None)
     finally:
         probe.close()
-    policy = get_policy(args.policy)
+    policy = get_policy(args.policy, **({"strict": True} if args.policy == "oracle" else {}))
     print(f"{PROG} eval: {args.env_id}, policy {args.policy}; {how}", file=sys.stderr)
     bar = None
     if sys.stderr.isatty():
@@ -300,6 +310,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     crashed = [t for t in trajs if t.error]
     if crashed:
         report["crash_reasons"] = sorted({t.error for t in crashed})[:5]
+        if len(crashed) == len(trajs):
+            raise UsageError(f"every episode failed to run ({len(crashed)} of {len(trajs)}), so there is no pass@1 "
+                             f"to report: {report['crash_reasons'][0]}")
     if args.out:
         report["trajectories"] = args.out
     if not args.json:

@@ -69,6 +69,10 @@ class OracleError(RuntimeError):
     """The oracle could not follow the plan (the task is unsolvable through the tools as they answered)."""
 
 
+class NoPlanError(OracleError):
+    """The task carries no hop plan, so the oracle cannot play it at all (your own tasks, typically)."""
+
+
 @dataclass(frozen=True)
 class Entity:
     """An entity read from a page: its name, and where to follow it (the page and link number), or its own URL."""
@@ -230,7 +234,10 @@ class OraclePolicy(Policy):
     #: pages opened in one turn (their text must fit in one observation together)
     parallel_pages = 3
 
-    def __init__(self) -> None:
+    def __init__(self, strict: bool = False) -> None:
+        #: with ``strict``, a task without a plan raises :class:`NoPlanError` instead of answering ``unknown``
+        #: (``kimi-env eval`` uses this, so the oracle on your own tasks fails loudly instead of scoring 0)
+        self.strict = bool(strict)
         self._script: Script | None = None
         self._pending: str | None = None
         self.failure: str | None = None
@@ -254,6 +261,8 @@ class OraclePolicy(Policy):
         except StopIteration as stop:
             return f"<answer>{stop.value}</answer>"
         except (OracleError, KeyError, IndexError, ValueError, TypeError) as exc:
+            if self.strict and isinstance(exc, NoPlanError):
+                raise
             self.failure = f"{type(exc).__name__}: {exc}"
             self._pending = None
             self._script = iter(())  # type: ignore[assignment]
@@ -264,7 +273,7 @@ class OraclePolicy(Policy):
     def _run_plan(self, task: dict[str, Any]) -> Script:
         plan = (task.get("metadata") or {}).get("plan") or []
         if not plan:
-            raise OracleError(
+            raise NoPlanError(
                 "the task has no plan: the oracle needs info['privileged_task'] (a rollout sets it from "
                 "kimi_env.privileged_task(env) for policies with privileged=True)"
             )
