@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import builtins
 import json
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -58,16 +59,18 @@ def _parse_target(server: Any) -> Any:
     """``"stdio:CMD ARGS"`` -> StdioServerParameters; ``http(s)://...`` -> URL; StdioServerParameters as is."""
     from mcp.client.stdio import StdioServerParameters
 
+    # the official client starts servers with a minimal environment; our own settings (the cache) pass through
+    ours = {k: v for k, v in os.environ.items() if k.startswith("KIMI_ENV_")} or None
     if isinstance(server, StdioServerParameters):
         return server
     if isinstance(server, (list, tuple)) and server and all(isinstance(s, str) for s in server):
-        return StdioServerParameters(command=server[0], args=list(server[1:]))
+        return StdioServerParameters(command=server[0], args=list(server[1:]), env=ours)
     if isinstance(server, str):
         if server.startswith("stdio:"):
             argv = shlex.split(server[len("stdio:"):])
             if not argv:
                 raise InvalidArgumentError("MCP server 'stdio:' names no command. Fix: 'stdio:python -m my_server'.")
-            return StdioServerParameters(command=argv[0], args=argv[1:])
+            return StdioServerParameters(command=argv[0], args=argv[1:], env=ours)
         if server.startswith(("http://", "https://")):
             return server
     raise InvalidArgumentError(

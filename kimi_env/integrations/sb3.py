@@ -414,6 +414,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--eval-split", default="test")
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument for the environment (VALUE parsed as JSON when it can be)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for PPO's small networks (default 1)")
     p.add_argument("--save", default=None, help="save the trained PPO model to this path (.zip)")
     p.add_argument("--json", action="store_true", help="print only the JSON summary line")
     return p
@@ -437,6 +438,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from ..registration import make
     from ..rollout import evaluate
 
+    import torch
+
+    torch.set_num_threads(max(1, int(args.threads)))
     env_kwargs = _parse_env_args(args.env_arg)
     train_env = MacroActionWrapper(make(args.env, split=args.train_split, **env_kwargs))
     eval_env = MacroActionWrapper(make(args.env, split=args.eval_split, **env_kwargs))

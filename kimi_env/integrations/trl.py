@@ -140,7 +140,7 @@ def _tool_method(schema: dict) -> Any:
             raise InvalidArgumentError(f"tool {name!r} has parameter {p!r}, which cannot be a Python argument name; "
                                        "TRL needs tool methods with named parameters. Fix: rename the parameter.")
 
-    def method(self: TRLEnvironment, **kwargs: Any) -> str:
+    def method(self, **kwargs: Any) -> str:
         return self._call(name, kwargs)
 
     sig_params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
@@ -167,7 +167,7 @@ def _tool_method(schema: dict) -> Any:
 
 
 def _answer_method() -> Any:
-    def answer(self: TRLEnvironment, answer: str) -> str:
+    def answer(self, answer: str) -> str:
         """Submit the final answer; this ends the episode.
 
         Args:
