@@ -30,7 +30,7 @@ def tiny_model(tokenizer):
     return LlamaForCausalLM(config)
 
 
-def warm_up(model, tokenizer, env_cls, tasks, steps=80):
+def warm_up(model, tokenizer, env_cls, tasks, steps=60):
     """Supervised steps on calculator -> answer conversations (loss on assistant tokens only)."""
     import torch
     from transformers.utils import get_json_schema
@@ -61,12 +61,12 @@ def warm_up(model, tokenizer, env_cls, tasks, steps=80):
     model.train()
     loss = None
     for _ in range(steps):
-        hidden = model.model(**batch).last_hidden_state[:, :-1][mask]
+        hidden = model.model(**batch, use_cache=False).last_hidden_state[:, :-1][mask]
         loss = torch.nn.functional.cross_entropy(model.lm_head(hidden), labels)
         loss.backward()
         opt.step()
         opt.zero_grad()
-    return float(loss)
+    return float(loss.detach())
 
 
 def main(argv=None) -> int:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--model", default=None, help="a local Hugging Face model directory (default: a tiny model)")
     p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--n-tasks", type=int, default=4)
+    p.add_argument("--n-tasks", type=int, default=2)
     p.add_argument("--num-generations", type=int, default=2)
     p.add_argument("--max-completion-length", type=int, default=160)
     p.add_argument("--output-dir", default="trl_grpo_out")
