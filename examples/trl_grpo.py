@@ -30,7 +30,7 @@ def tiny_model(tokenizer):
     return LlamaForCausalLM(config)
 
 
-def warm_up(model, tokenizer, env_cls, tasks, steps=60):
+def warm_up(model, tokenizer, env_cls, tasks, steps=120):
     """Supervised steps on calculator -> answer conversations (loss on assistant tokens only)."""
     import torch
     from transformers.utils import get_json_schema

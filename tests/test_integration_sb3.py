@@ -68,7 +68,7 @@ def test_bad_action_names_the_valid_range():
     env = MacroActionWrapper(kimi_env.make("kimi_env/SearchQA-v0", split="train"))
     try:
         env.reset(seed=0)
-        with pytest.raises(InvalidArgumentError, match=r"integer in \[0, 8\)"):
+        with pytest.raises(InvalidArgumentError, match=r"integer in \[0, 9\)"):
             env.step(99)
     finally:
         env.close()

@@ -88,7 +88,7 @@ def _tiny_model(tokenizer):
     return LlamaForCausalLM(config)
 
 
-def _teach_trajectory(model, tokenizer, cls, tasks, steps=60):
+def _teach_trajectory(model, tokenizer, cls, tasks, steps=120):
     """Supervised steps on calculator-call -> answer-call conversations rendered by the same template TRL uses.
     The loss (and the 49k-way output layer) is computed on the assistant tokens only, which keeps it to seconds."""
     import re
@@ -164,7 +164,7 @@ def test_tiny_model_trains_through_stock_grpo_trainer(tmp_path):
     Recorded.__name__ = "CalculatorTRLEnvironment"
     model = _tiny_model(tokenizer)
     loss = _teach_trajectory(model, tokenizer, base, [Task.from_dict(t.to_dict()) for t in tasks])
-    assert loss < 1.5, f"the warm-up did not fit the trajectory (loss {loss:.2f})"
+    assert loss < 0.3, f"the warm-up did not fit the trajectory (loss {loss:.2f})"
 
     args = GRPOConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, num_generations=2,
                       max_completion_length=160, max_steps=2, learning_rate=1e-5, logging_steps=1, bf16=False,

@@ -45,7 +45,7 @@ _STOP = frozenset(
     "when where did does do that this these those its it his her their as into than then after before between "
     "under over name named".split()
 )
-_NAME = re.compile(r"[A-Z][\w'\u2019-]*(?:\s+(?:(?:of|the|for|de|du|la|upon|and|on|in)\s+)*[A-Z][\w'\u2019-]*)*")
+_NAME = re.compile(r"[A-Z][\w'\u2019-]*(?:\s+(?:(?:of|the|for|de|du|la|upon|on|in)\s+)*[A-Z][\w'\u2019-]*)*")
 _QWORDS = ("Which", "What", "Who", "Whom", "Whose", "How", "In", "When", "Where", "Is", "Was", "Did", "Does", "The")
 _RESULT = re.compile(r"^\[(\d+)\] ([^\n]*)\n(\S+)\n(.*?)(?=\n\n|\n\[\d+\] |\Z)", re.M | re.S)
 _SNIPPET_FIELD = re.compile(r"(?:^|(?<=\. ))([A-Z][A-Za-z ]{1,30}): (.+?)(?=\. [A-Z][A-Za-z ]{1,30}: |\.$|\.\s|$)")
@@ -60,8 +60,9 @@ def _words(text: str) -> set[str]:
 
 
 def _names(text: str) -> list[str]:
-    out: list[str] = []
-    for m in _NAME.finditer(text):
+    """Names in a question: quoted titles first, then capitalized spans (without a leading question word)."""
+    out: list[str] = [q.strip() for q in re.findall(r'"([^"]{2,80})"', text)]
+    for m in _NAME.finditer(re.sub(r'"[^"]{2,80}"', " ", text)):
         name = m.group(0)
         first, _, rest = name.partition(" ")
         if first in _QWORDS:
@@ -89,6 +90,7 @@ class Candidate:
     score: float
     turn: int
     link: int | None = None
+    source: str = ""
 
     @property
     def number(self) -> float | None:
@@ -165,6 +167,7 @@ class MacroActionWrapper(gym.Wrapper):
                 Macro("search_question_entity_2", "search", lambda w: ("search", {"queries": [w._entity(1)]})),
                 Macro("search_entity_with_field", "search",
                       lambda w: ("search", {"queries": [f"{w._entity(0)} {w._field_words()}".strip()]})),
+                Macro("search_all_entities_with_field", "search", lambda w: ("search", {"queries": w._all_queries()})),
                 Macro("search_candidate", "search", lambda w: ("search", {"queries": [w._candidate_name()]})),
                 Macro("search_candidate_with_field", "search",
                       lambda w: ("search", {"queries": [f"{w._candidate_name()} {w._field_words()}".strip()]})),
@@ -188,6 +191,11 @@ class MacroActionWrapper(gym.Wrapper):
         if not names:
             return self._question[:100] or "unknown"
         return names[min(i, len(names) - 1)]
+
+    def _all_queries(self) -> list[str]:
+        names = _names(self._question) or [self._entity(0)]
+        limit = getattr(self.base._tools_by_name.get("search"), "max_queries", 5)
+        return [f"{n} {self._field_words()}".strip() for n in names[:limit]]
 
     def _field_words(self) -> str:
         skip = {w.lower() for n in _names(self._question) for w in n.split()}
@@ -230,7 +238,12 @@ class MacroActionWrapper(gym.Wrapper):
         return self._open_result(1)
 
     def _compute(self, op: str) -> tuple[str, Any]:
-        nums = [c.number for c in self._ranked() if c.number is not None and c.score > 0][:6]
+        nums, sources = [], set()
+        for c in self._ranked():  # the best-matching number of each page, in rank order
+            if c.number is not None and c.score >= 0.5 and c.source not in sources:
+                nums.append(c.number)
+                sources.add(c.source)
+        nums = nums[:6]
         if not nums:
             return self._fallback_search()
         if op == "difference":
@@ -260,7 +273,7 @@ class MacroActionWrapper(gym.Wrapper):
         self._question = question
         skip = {w.lower() for n in _names(question) for w in _WORD.findall(n)}
         self._qwords = _words(question) - skip
-        self._qstems = {w[:5] for w in self._qwords}
+        self._qstems = {w[:4] for w in self._qwords}
         self._answer_type = answer_type
         self._candidates: list[Candidate] = []
         self._results: list[tuple[str, str, str]] = []
@@ -270,20 +283,25 @@ class MacroActionWrapper(gym.Wrapper):
         self._last_failed = False
         self._turn = 0
         self._uses = {"search": 0, "browse": 0, "python": 0}
+        self._searched = ""
 
     def _label_score(self, label: str) -> float:
         """1 per label word that is a question field word, 0.5 per word sharing its first 5 letters with one."""
         words = _words(label)
         if not words:
             return 0.0
-        hits = sum(1.0 if w in self._qwords else 0.5 if w[:5] in self._qstems else 0.0 for w in words)
+        hits = sum(1.0 if w in self._qwords else 0.5 if w[:4] in self._qstems else 0.0 for w in words)
         return hits / len(words)
 
-    def _add(self, value: str, label: str, link: int | None = None) -> None:
+    def _add(self, value: str, label: str, link: int | None = None, source: str = "") -> None:
+        """A candidate; one read from a page about something the question does not name counts a third."""
         value = value.strip()
         if not value or len(value) > 120 or value in self._question or label in self._question:
             return
-        self._candidates.append(Candidate(value, label, self._label_score(label), self._turn, link))
+        score = self._label_score(label)
+        if source and source not in self._question and not self._searched.startswith(source):
+            score /= 3
+        self._candidates.append(Candidate(value, label, score, self._turn, link, source))
 
     def _read(self, tool: str | None, observation: str) -> None:
         self._last_obs = observation
@@ -292,21 +310,23 @@ class MacroActionWrapper(gym.Wrapper):
             results = [(m.group(2).strip(), m.group(3).strip(), m.group(4).strip()) for m in _RESULT.finditer(observation)]
             if results:
                 self._results = results
-            for _title, _url, snippet in results[: self.max_results + 2]:
+            for title, _url, snippet in results:
                 for fm in _SNIPPET_FIELD.finditer(snippet):
-                    self._add(fm.group(2), fm.group(1))
+                    self._add(fm.group(2), fm.group(1), source=title)
         elif tool == "browse":
             if "URL: " in observation:
                 self._page_open = True
                 self._n_links = max([int(n) for n, _ in _LINK.findall(observation)] or [0])
+            tm = re.search(r"^# (.+)$", observation, re.M)
+            title = tm.group(1).strip() if tm else ""
             for label, value in _ROW.findall(observation):
                 lm = re.fullmatch(r"\[(\d+)\] (.+)", value.strip())
                 if lm:
-                    self._add(lm.group(2), label, int(lm.group(1)))
+                    self._add(lm.group(2), label, int(lm.group(1)), source=title)
                 else:
-                    self._add(value, label)
+                    self._add(value, label, source=title)
             for fm in _SNIPPET_FIELD.finditer(observation):
-                self._add(fm.group(2), fm.group(1))
+                self._add(fm.group(2), fm.group(1), source=title)
         elif tool == "python":
             nums = _NUMBER.findall(observation.split("</tool_response>")[0].split("\n", 2)[-1])
             if nums:
@@ -351,6 +371,8 @@ class MacroActionWrapper(gym.Wrapper):
             )
         macro = self.macros[index]
         tool, args = macro.build(self)
+        if tool == "search":
+            self._searched = args["queries"][0] if len(args["queries"]) == 1 else ""
         text = self._turn_text(tool, args)
         obs, reward, terminated, truncated, info = self.env.step(text)
         self._turn += 1
