@@ -35,7 +35,13 @@ def warm_up(model, tokenizer, env_cls, tasks, steps=120):
     import torch
     from transformers.utils import get_json_schema
 
-    tools = [get_json_schema(env_cls.calculator), get_json_schema(env_cls.answer)]
+    # the tools exactly as TRL renders them: the bound public methods, in inspect.getmembers (name) order
+    import inspect
+
+    names = [n for n, _ in inspect.getmembers(env_cls, predicate=inspect.isfunction)
+             if not n.startswith("_") and n not in ("reset", "get_reward")]
+    instance = env_cls()
+    tools = [get_json_schema(getattr(instance, n)) for n in names]
     texts = []
     for t in tasks:
         expr = t.metadata["plan"][0]["expression"]

@@ -95,7 +95,13 @@ def _teach_trajectory(model, tokenizer, cls, tasks, steps=120):
 
     from transformers.utils import get_json_schema
 
-    tools = [get_json_schema(cls.calculator), get_json_schema(cls.answer)]
+    # the tools exactly as TRL renders them: the bound public methods, in inspect.getmembers (name) order
+    import inspect
+
+    names = [n for n, _ in inspect.getmembers(cls, predicate=inspect.isfunction)
+             if not n.startswith("_") and n not in ("reset", "get_reward")]
+    instance = cls()
+    tools = [get_json_schema(getattr(instance, n)) for n in names]
     texts = []
     for t in tasks:
         expr = t.metadata["plan"][0]["expression"]
