@@ -20,6 +20,6 @@ ensure_chromium() {
 }
 
 ensure_chromium
-# KIMI_ENV_EXTRAS: the extras to install (default: everything the tests exercise: dev, train, dense)
-bash scripts/setup.sh "${KIMI_ENV_EXTRAS:-dev,train,dense}"
+# KIMI_ENV_EXTRAS: the extras to install (default: everything the tests exercise: dev, train, dense, sb3)
+bash scripts/setup.sh "${KIMI_ENV_EXTRAS:-dev,train,dense,sb3}"
 exec .venv/bin/python -m pytest "$@"
