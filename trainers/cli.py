@@ -31,6 +31,10 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any config field (VALUE as JSON when it parses)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    sb3 = p.add_argument_group("--algo sb3-ppo (Stable-Baselines3 PPO over macro-actions)")
+    sb3.add_argument("--env", default="kimi_env/SearchQA-v0", help="environment id for sb3-ppo")
+    sb3.add_argument("--timesteps", type=int, default=20000, help="PPO environment steps")
+    sb3.add_argument("--episodes", type=int, default=300, help="held-out evaluation episodes")
     group = p.add_argument_group("config fields (each overrides the preset)")
     for f in dataclasses.fields(ReinforceConfig):
         if f.name == "output_dir":
@@ -50,9 +54,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from kimi_env.errors import InvalidArgumentError
 
             raise InvalidArgumentError(f"--algo sb3-ppo needs the sb3 integration ({exc}); pip install -e '.[sb3]'.")
-        rest = [a for a in sys.argv[sys.argv.index("train") + 1:] if a not in ("--algo", "sb3-ppo")] \
-            if "train" in sys.argv else []
-        return int(sb3_main(rest) or 0)
+        seed = args.cfg_seed if args.cfg_seed is not None else "0"
+        return int(sb3_main(["--env", args.env, "--timesteps", str(args.timesteps), "--episodes", str(args.episodes),
+                             "--seed", str(seed)]) or 0)
     pairs = list(args.set)
     for f in dataclasses.fields(ReinforceConfig):
         v = getattr(args, f"cfg_{f.name}", None)
