@@ -124,6 +124,11 @@ def run_vector(vec_env: Any, policy: Policy, episodes: int, *, seed: int | None 
             sampling=policy.sampling_settings(), kind=meta.get("kind"), hops=meta.get("hops"),
             tools=info.get("tools", []) or [], answers=answers_of(i), episode_id=uuid.uuid4().hex[:12],
             task=task, prompt=obs)
+        envs = getattr(vec_env, "envs", None)
+        if getattr(policy, "privileged", False) and envs is not None:  # the oracle reads the hop plan
+            from .wrappers import privileged_task
+
+            info = {**info, "privileged_task": privileged_task(envs[i])}
         slot.ep = None if batched else policy.episode(info)
         slot.start = time.perf_counter()
         slot.calls_before = {}

@@ -22,7 +22,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_play(args: argparse.Namespace) -> int:
-    from .cli import _parse_kwargs
+    from .cli import parse_env_args as _parse_kwargs
     from .play import play
 
     env_kwargs = _parse_kwargs(args.env_arg)

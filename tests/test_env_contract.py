@@ -44,6 +44,7 @@ SAMPLE_ARGS = {
     "search": {"queries": ["founded capital", "population census"]},
     "python": {"code": "import random\nprint(sorted({3, 1, 2}), random.random())"},
     "calculator": {"expression": "2 * 21"},
+    "open_box": {"box": 2},
 }
 
 

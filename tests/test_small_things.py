@@ -15,7 +15,7 @@ from kimi_env.policies import get_policy
 
 
 def test_plurals_in_messages() -> None:
-    with pytest.raises(Exception, match="Valid policies: no-tool, oracle"):
+    with pytest.raises(Exception, match="Valid policies: hf:<model>, module.path:Name, no-tool"):
         get_policy("oracl")
     assert "Valid task families: a, b." in str(unknown_name("task family", "c", ["a", "b"]))
     assert (count(1, "document"), count(2, "document"), count(1, "match"), count(0, "match")) == (
