@@ -111,16 +111,27 @@ def _mount(libc, source, target, fstype, flags, data=None):
 
 
 def _mount_private_tmp(libc, cfg):
-    """In our own mount namespace: a small tmpfs over each world-writable temp directory; the worker's own
-    directory (usually under /tmp) is bound back at the same path. All or nothing: on any failure nothing stays
-    mounted and the worker runs with the host's directories (reported as ``private_tmp: False``)."""
+    """In our own mount namespace: a small tmpfs over each world-writable temp directory. What the worker itself
+    needs and may live under one of them is bound back at the same path: its own directory (usually under /tmp),
+    and, when the checkout or virtual environment sits under /tmp (a CI clone, say), the library path and this
+    script's folder. All or nothing: on any failure nothing stays mounted and the worker runs with the host's
+    directories (reported as ``private_tmp: False``)."""
     # Without private propagation a mount here would appear in the host's namespace: stop if it fails.
     if not _mount(libc, None, "/", None, MS_REC | MS_PRIVATE):
         return False
-    workdir = os.path.realpath(cfg["workdir"])
+    keep = []
+    for path in (cfg["workdir"], cfg.get("lib_path"), os.path.dirname(os.path.abspath(__file__))):
+        if path and os.path.isdir(path):
+            real = os.path.realpath(path)
+            if real not in [k for k, _ in keep]:
+                keep.append((real, None))
+    fds = []
     try:
-        wd_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
+        for real, _ in keep:
+            fds.append((real, os.open(real, os.O_RDONLY | os.O_DIRECTORY)))
     except OSError:
+        for _, fd in fds:
+            os.close(fd)
         return False
     mounted = []
     ok = True
@@ -134,15 +145,20 @@ def _mount_private_tmp(libc, cfg):
                     break
                 continue
             mounted.append(d)
-            if workdir.startswith(d.rstrip("/") + "/"):
-                os.makedirs(workdir, mode=0o700, exist_ok=True)  # parents 0755 (umask), inside the tmpfs
-                if not _mount(libc, f"/proc/self/fd/{wd_fd}", workdir, None, MS_BIND):
-                    ok = False
-                    break
+            for real, fd in fds:
+                if real.startswith(d.rstrip("/") + "/"):
+                    os.makedirs(real, mode=0o700 if real == os.path.realpath(cfg["workdir"]) else 0o755,
+                                exist_ok=True)  # parents 0755 (umask), inside the tmpfs
+                    if not _mount(libc, f"/proc/self/fd/{fd}", real, None, MS_BIND):
+                        ok = False
+                        break
+            if not ok:
+                break
     except OSError:
         ok = False
     finally:
-        os.close(wd_fd)
+        for _, fd in fds:
+            os.close(fd)
     if not ok or not mounted:
         for d in reversed(mounted):
             libc.umount2(d.encode(), MNT_DETACH)
