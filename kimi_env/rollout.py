@@ -107,6 +107,15 @@ def _end_without_step(env: gym.Env, reason: str) -> tuple[float, dict[str, Any]]
     return float(getattr(base, "format_penalty", 0.0)), {}
 
 
+def _abort(env: gym.Env, traj: Trajectory, info: dict[str, Any], reason: str, error: str | None = None
+           ) -> dict[str, Any]:
+    """End the episode without a step (timeout, crashed policy, token or step budget) under the environment's
+    budget rule; ``error`` marks a crashed episode (excluded by the trainer). Returns the info to keep."""
+    traj.reward, new_info = _end_without_step(env, reason)
+    traj.end_reason, traj.truncated, traj.error = reason, True, error
+    return new_info or info
+
+
 async def arun_episode(
     env: gym.Env, policy: Policy, job: EpisodeJob = EpisodeJob(), *, max_steps: int = 1000,
     episode_timeout: float | None = None, env_id: str = "", exclusive: bool = False,
@@ -138,18 +147,12 @@ async def arun_episode(
                     raise asyncio.TimeoutError
                 act = await asyncio.wait_for(ep.aact(obs, info), remaining)
             except asyncio.TimeoutError:
-                traj.error = f"the episode passed its wall-clock budget of {episode_timeout} s"
-                traj.end_reason = "timeout"
-                traj.reward, info2 = _end_without_step(env, "timeout")
-                info = info2 or info
-                traj.truncated = True
+                info = _abort(env, traj, info, "timeout",
+                              f"the episode passed its wall-clock budget of {episode_timeout} s")
                 break
             except Exception as exc:  # noqa: BLE001 - a crashing policy ends its episode, not the engine
-                traj.error = f"the policy raised {type(exc).__name__}: {str(exc)[:300]}"
-                traj.end_reason = "policy_error"
-                traj.reward, info2 = _end_without_step(env, "policy_error")
-                info = info2 or info
-                traj.truncated = True
+                info = _abort(env, traj, info, "policy_error",
+                              f"the policy raised {type(exc).__name__}: {str(exc)[:300]}")
                 break
             if not isinstance(act, Action):
                 act = Action(text=str(act))
@@ -158,10 +161,7 @@ async def arun_episode(
                               logprobs=list(act.logprobs), stop_reason=act.stop_reason, generate_s=round(t1 - t0, 6))
             traj.turns.append(turn)
             if act.stop_reason == "length":
-                traj.end_reason = "token_budget"
-                traj.reward, info2 = _end_without_step(env, "token_budget")
-                info = info2 or info
-                traj.truncated = True
+                info = _abort(env, traj, info, "token_budget")
                 break
             calls_before = dict(info.get("tool_calls", {}))
             obs, reward, terminated, truncated, info = await _astep(env, act.text)
@@ -176,10 +176,7 @@ async def arun_episode(
             if hasattr(ep, "observe"):
                 ep.observe(obs, info)
         else:
-            traj.end_reason = "max_steps"
-            traj.reward, info2 = _end_without_step(env, "max_steps")
-            info = info2 or info
-            traj.truncated = True
+            info = _abort(env, traj, info, "max_steps")
     finally:
         ep.close()
     traj.info = info

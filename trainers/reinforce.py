@@ -37,8 +37,6 @@ off-policy); the episode's outcome still credits the turns sampled on-policy.
 from __future__ import annotations
 
 import json
-import math
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -184,7 +182,6 @@ class ReinforceTrainer(GRPOTrainer):
             def env_fn() -> Any:
                 return make(config.env_id, **kwargs)
         self.env_fn = env_fn
-        self._paused: list[Any] = []
         self.rollout_log: list[dict[str, Any]] = []
         self.last_trajectories: list[Trajectory] = []
         self._rl_step = 0

@@ -71,9 +71,9 @@ class LlamaRunner:
         return self.inner.embed_tokens(ids)
 
     def layer(self, idx: int, h: Any, pos: Any, mask: Any, k_buf: Any = None, v_buf: Any = None,
-              write_at: int | None = None, past_len: int | None = None) -> tuple[Any, Any, Any]:
+              write_at: int | None = None) -> tuple[Any, Any, Any]:
         """One decoder layer. With buffers: writes this chunk's K/V at ``write_at`` and attends over
-        ``buf[:, :, :past_len + n]``; without: attends within the chunk. Returns (h, k, v)."""
+        ``buf[:, :, :write_at + n]``; without: attends within the chunk. Returns (h, k, v)."""
         torch = self.torch
         layer = self.layers[idx]
         attn = layer.self_attn
@@ -268,8 +268,7 @@ class BatchedGenerator:
             if layer == self.capture_layer:
                 for i, s in enumerate(seqs):
                     s.hidden.append(h[i, n_max - new[i]:].clone())
-            h, _, _ = r.layer(layer, h, pos, mask[:, None], k_bufs[layer], v_bufs[layer], write_at=c_max,
-                              past_len=c_max)
+            h, _, _ = r.layer(layer, h, pos, mask[:, None], k_bufs[layer], v_bufs[layer], write_at=c_max)
         for i, s in enumerate(seqs):
             s.version = self.version
         self.stats["prefill_tokens"] += sum(new)
@@ -345,8 +344,7 @@ class BatchedGenerator:
                     for i in range(b):
                         if active[i]:
                             hidden_steps[i].append(h[i, 0].clone())
-                h, _, _ = r.layer(layer, h, pos, mask, k_bufs[layer], v_bufs[layer], write_at=length,
-                                  past_len=length)
+                h, _, _ = r.layer(layer, h, pos, mask, k_bufs[layer], v_bufs[layer], write_at=length)
             length += 1
             logits = r.head(h)[:, 0]
         self._store(seqs, (k_bufs, v_bufs, valid, length))
