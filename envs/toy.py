@@ -85,8 +85,8 @@ class ColorBoxOracle:
         task = info.get("task") or {}
         if info.get("num_turns", 0) == 0:
             box = int(re.findall(r"box (\d+)", task.get("question", "box 1"))[0])
-            if "<open_box>" in observation:  # the XML-tag protocol
-                return "<open_box>" + json.dumps({"box": box}) + "</open_box>"
+            if "<open_box>" in observation:  # the XML-tag protocols: the plain body is the box number
+                return f"<open_box>{box}</open_box>"
             return '<tool_call>' + json.dumps({"name": "open_box", "arguments": {"box": box}}) + '</tool_call>'
         colors = [c for c in COLORS if c in observation]
         return f"<answer>{colors[0] if colors else 'red'}</answer>"

@@ -126,6 +126,10 @@ class WorldQAEnv(ToolEnv):
         retrieval: How the search tool ranks pages: ``"bm25"`` (default) or ``"hybrid"`` (BM25 fused with dense
             embeddings of all-MiniLM-L6-v2; needs the ``dense`` extra; embeddings are built on first use and cached
             on disk like the BM25 index).
+        search_top_k: Search results per query when a call does not give ``top_k`` (default 5; fewer results make
+            shorter contexts, which is what a small policy trained on CPU needs).
+        search_urls: False leaves URLs out of search results (they cost tokens and only serve a browse tool).
+        search_snippet_chars: Clip each search snippet to about this many characters (None: whole snippets).
         **kwargs: Everything :class:`~kimi_env.ToolEnv` takes (``max_turns``, ``protocol``, ``tools``, ...).
     """
 
@@ -150,6 +154,9 @@ class WorldQAEnv(ToolEnv):
         verify: bool = False,
         python_timeout: float = 10.0,
         retrieval: str = "bm25",
+        search_top_k: int = 5,
+        search_urls: bool = True,
+        search_snippet_chars: int | None = None,
         **kwargs: Any,
     ) -> None:
         from kimi_env.tools.search import RETRIEVALS
@@ -161,6 +168,13 @@ class WorldQAEnv(ToolEnv):
 
             require_dense()
         self.retrieval = retrieval
+        if isinstance(search_top_k, bool) or not isinstance(search_top_k, int) or not 1 <= search_top_k <= 10:
+            raise InvalidArgumentError(f"search_top_k must be an int in [1, 10], got {search_top_k!r}.")
+        if search_snippet_chars is not None and (isinstance(search_snippet_chars, bool)
+                                                 or not isinstance(search_snippet_chars, int) or search_snippet_chars < 20):
+            raise InvalidArgumentError(f"search_snippet_chars must be an int >= 20 or None, got {search_snippet_chars!r}.")
+        self.search_top_k, self.search_urls = search_top_k, bool(search_urls)
+        self.search_snippet_chars = search_snippet_chars
         if split is not None and split not in SPLITS:
             raise unknown_name("split", str(split), SPLITS)
         lo, hi = difficulty
@@ -215,10 +229,14 @@ class WorldQAEnv(ToolEnv):
         from kimi_env.world.solvable import make_tools
 
         tools = make_tools(self.TOOLS, self.corpus, self.python_timeout)
-        if self.retrieval != "bm25":
+        if self.retrieval != "bm25" or self.search_top_k != 5 or not self.search_urls or self.search_snippet_chars:
             from kimi_env.tools.search import SearchTool
 
-            tools = [SearchTool(self.corpus, retrieval=self.retrieval) if t.name == "search" else t for t in tools]
+            def search() -> SearchTool:
+                return SearchTool(self.corpus, retrieval=self.retrieval, default_top_k=self.search_top_k,
+                                  show_urls=self.search_urls, snippet_chars=self.search_snippet_chars)
+
+            tools = [search() if t.name == "search" else t for t in tools]
         return tools
 
     def _sample_task(self) -> Task:

@@ -300,9 +300,21 @@ class XMLTagProtocol(Protocol):
 
     name = "xml"
     observation_role = "user"
+    #: the built-in tools' first argument, which a plain body fills (``format_call`` writes it bare)
+    _PLAIN_BODY = {"search": "queries", "browse": "url", "python": "code"}
     _RESPONSE = re.compile(r"<information>\n(.*?)\n</information>", re.DOTALL)
 
     def format_call(self, name: str, arguments: dict[str, Any]) -> str:
+        """A single text argument (or a one-item list of text) is written as the plain body, ``<search>q</search>``:
+        the shortest form, and the one a model is most likely to write; anything else as a JSON object."""
+        (key,) = arguments if len(arguments) == 1 else (None,)
+        if key is not None and self._PLAIN_BODY.get(name) == key:
+            value = arguments[key]
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
+            if isinstance(value, str) and value.strip() == value and value and not value.startswith("{") \
+                    and f"</{name}>" not in value:
+                return f"<{name}>{value}</{name}>"
         return f"<{name}>" + json.dumps(arguments, ensure_ascii=False) + f"</{name}>"
 
     def result_bodies(self, observation: str) -> list[str]:
@@ -370,6 +382,11 @@ class XMLTagProtocol(Protocol):
         primary = self._primary(tool)
         schema = tool.parameters.get("properties", {}).get(primary, {})
         value: Any = [body] if schema.get("type") == "array" else body
+        if schema.get("type") in ("integer", "number"):  # <open_box>2</open_box>: the number, not the text "2"
+            try:
+                value = int(body) if schema["type"] == "integer" else float(body)
+            except ValueError:
+                pass  # the argument check then says what was expected
         return ToolCall(tool.name, {primary: value} if primary else {}, id=f"call_{i}")
 
     def render_results(self, results: Sequence[tuple[ToolCall, ToolResult]], errors: Sequence[FormatError]) -> str:
@@ -379,7 +396,23 @@ class XMLTagProtocol(Protocol):
         return "\n".join(parts)
 
 
-PROTOCOLS: dict[str, type[Protocol]] = {"hermes": HermesProtocol, "xml": XMLTagProtocol}
+class BriefXMLTagProtocol(XMLTagProtocol):
+    """The ``xml`` protocol with a system prompt of a few lines: each tool's tag and description, no argument
+    schemas, no thinking. For small policies trained on CPU, where every prompt token is paid for in every
+    training sample (``kimi-env train --preset cpu-smollm2``)."""
+
+    name = "xml-brief"
+
+    def instructions(self, tools: Sequence[Tool]) -> str:
+        lines = [f"<{t.name}>...</{t.name}>: {t.schema['function']['description']}"
+                 for t in tools]
+        return ("You are a research agent. Use the tools, one tag per call:\n" + "\n".join(lines)
+                + "\nResults come back inside <information></information>. When you know the answer, write it "
+                "alone inside <answer></answer>.")
+
+
+PROTOCOLS: dict[str, type[Protocol]] = {"hermes": HermesProtocol, "xml": XMLTagProtocol,
+                                        "xml-brief": BriefXMLTagProtocol}
 
 
 def get_protocol(protocol: str | Protocol | None) -> Protocol:

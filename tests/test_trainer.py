@@ -150,3 +150,32 @@ def test_crashed_episodes_are_excluded_not_zeros(tmp_path):
     _, stats = trainer._make_batch(trajs, [EpisodeJob(group=0)] * 4)
     # without the crash the group is uniform (all 1.0): no signal, no samples; a zero would have made it mixed
     assert stats["crashed"] == 1 and stats["samples"] == 0 and stats["mixed_groups"] == 0
+
+
+def test_sft_masked_head_loss_equals_the_stock_loss_and_gradients():
+    """The SFT loss applies the head only at labelled positions: same value and gradients as the model's own
+    masked cross-entropy over full logits."""
+    import torch
+
+    from kimi_env.policies.hf_models import load_model
+    from kimi_env.trainers.sft import _masked_head_loss
+
+    model, _ = load_model("tiny", seed=0)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 200, (3, 17), generator=g)
+    labels = ids.clone()
+    labels[:, :6] = -100
+    labels[1, 10:] = -100
+    att = torch.ones_like(ids)
+    att[2, :3] = 0
+    inputs = {"input_ids": ids, "attention_mask": att, "labels": labels}
+    loss, metrics = _masked_head_loss(model, inputs)
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    stock = model(input_ids=ids, attention_mask=att, labels=labels).loss
+    stock.backward()
+    assert torch.allclose(loss, stock, atol=1e-5), (loss, stock)
+    for n, p in model.named_parameters():
+        assert torch.allclose(ours[n], p.grad, atol=1e-5), n
+    assert 0.0 <= metrics["mean_token_accuracy"] <= 1.0 and metrics["entropy"] > 0

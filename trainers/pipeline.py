@@ -135,6 +135,17 @@ def draw_tasks(cfg: ReinforceConfig) -> dict[str, list[Any]]:
     return {"train": train, "multi_hop": [], "one_hop": test[: cfg.eval_one_hop]}
 
 
+def rl_train_tasks(cfg: ReinforceConfig, train: list[Any]) -> list[Any]:
+    """The training tasks RL draws from: those of at least ``rl_min_hops`` hops (all, where tasks have no hops)."""
+    keep = [t for t in train if int(t.metadata.get("hops", 1)) >= cfg.rl_min_hops]
+    if not keep:
+        from kimi_env.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"rl_min_hops={cfg.rl_min_hops} leaves no RL training task (max_hops="
+                                   f"{cfg.max_hops}); lower rl_min_hops or raise max_hops.")
+    return keep
+
+
 # ---------------------------------------------------------------------------------------------------- pieces
 def demo_policy(cfg: ReinforceConfig) -> Any:
     """The scripted policy whose successful episodes are the SFT demonstrations."""
@@ -148,15 +159,13 @@ def demo_policy(cfg: ReinforceConfig) -> Any:
 
 
 def _short_search_oracle() -> Any:
-    """The world oracle asking for 3 search results per query instead of 5 (shorter contexts to learn from on CPU).
-    A subclass, so each concurrent episode gets its own copy of the oracle's state (Policy.episode)."""
+    """The world oracle without its own ``top_k`` (the environment's ``search_top_k`` applies: the CPU preset's
+    short results). A subclass, so each concurrent episode gets its own copy of the oracle's state (Policy.episode)."""
     from kimi_env.policies import OraclePolicy
 
     class ShortSearchOracle(OraclePolicy):
-        name = "oracle-top3"
-
-        def act(self, observation: str, info: dict[str, Any]) -> str:
-            return super().act(observation, info).replace('"top_k": 5', '"top_k": 3')
+        name = "oracle-env-top-k"
+        search_top_k = None
 
     return ShortSearchOracle()
 
@@ -330,7 +339,8 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
                   f"p = {mo['p_value']:.4g}.\n")
     t1, t0 = results.get("avg_turns_success"), results.get("avg_turns_success_no_discount")
     if t1 and t1.get("mean") is not None:
-        md.append(f"\nAverage turns of successful held-out episodes after RL with turn_discount={cfg.turn_discount}: "
+        which = "multi-hop " if results.get("avg_turns_success_of") == "multi_hop" else ""
+        md.append(f"\nAverage turns of successful held-out {which}episodes after RL with turn_discount={cfg.turn_discount}: "
                   f"{t1['mean']:.3f} [{t1['ci95'][0]:.3f}, {t1['ci95'][1]:.3f}] (n={t1['n']})")
         if t0 and t0.get("mean") is not None:
             md.append(f"; with turn_discount=1.0 from the same start: {t0['mean']:.3f} "
@@ -415,7 +425,8 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     if resume:
         cks = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         ckpt = str(cks[-1]) if cks else None
-    trainer = run_rl(cfg, model, tok, tasks["train"], run_dir, resume=ckpt, stop=stop)
+    rl_tasks = rl_train_tasks(cfg, tasks["train"])
+    trainer = run_rl(cfg, model, tok, rl_tasks, run_dir, resume=ckpt, stop=stop)
     stage["rl"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -430,10 +441,11 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
         model.load_state_dict(sft_state)
         cfg0 = cfg.replace(turn_discount=1.0, output_dir=str(run_dir / "no_discount"), save_steps=0)
         Path(cfg0.output_dir).mkdir(parents=True, exist_ok=True)
-        run_rl(cfg0, model, tok, tasks["train"], Path(cfg0.output_dir), stop=stop)
+        run_rl(cfg0, model, tok, rl_tasks, Path(cfg0.output_dir), stop=stop)
         model.eval()
         greedy.generator.version += 1
-        no_discount = evaluate_heldout(cfg0, greedy, tasks, Path(cfg0.output_dir), "after")
+        # multi-hop only: a successful one-hop episode takes 2 turns whatever the discount, so it says nothing here
+        no_discount = evaluate_heldout(cfg0, greedy, {**tasks, "one_hop": []}, Path(cfg0.output_dir), "after")
         stage["rl_no_discount"] = time.perf_counter() - t
 
     results: dict[str, Any] = {
@@ -452,15 +464,15 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     mo = mcnemar_exact(before["one_hop"]["flags"], after["one_hop"]["flags"])
     results["mcnemar_multi_hop"], results["mcnemar_one_hop"] = mc, mo
     results["p_value"] = mc["p_value"] if before["multi_hop"]["flags"] else mo["p_value"]
-    all_turns = after["multi_hop"]["turns_success"] + after["one_hop"]["turns_success"]
-    results["avg_turns_success"] = _mean_ci(all_turns)
-    results["avg_turns_success_before"] = _mean_ci(before["multi_hop"]["turns_success"] +
-                                                   before["one_hop"]["turns_success"])
+    # average turns of successful held-out episodes: multi-hop ones where there are any (the ones whose length a
+    # policy can choose), else all (environments without hops)
+    key = "multi_hop" if tasks["multi_hop"] else "one_hop"
+    results["avg_turns_success"] = _mean_ci(after[key]["turns_success"])
+    results["avg_turns_success_before"] = _mean_ci(before[key]["turns_success"])
+    results["avg_turns_success_of"] = key
     if no_discount is not None:
-        results["avg_turns_success_no_discount"] = _mean_ci(no_discount["multi_hop"]["turns_success"] +
-                                                            no_discount["one_hop"]["turns_success"])
+        results["avg_turns_success_no_discount"] = _mean_ci(no_discount[key]["turns_success"])
         results["multi_hop_after_no_discount"] = _proportion(no_discount["multi_hop"]["flags"])
-        results["one_hop_after_no_discount"] = _proportion(no_discount["one_hop"]["flags"])
     else:
         results["avg_turns_success_no_discount"] = None
     results["stage_s"] = {k: round(v, 1) for k, v in stage.items()}

@@ -6,6 +6,12 @@ produce it at rollout time (:meth:`kimi_env.policies.hf.HFPolicy.initial_ids` fo
 turn's tokens plus the end-of-turn token, :meth:`~kimi_env.policies.hf.HFPolicy.delta_ids` for each tool response),
 so the cold start teaches the very token sequences RL later samples and scores. ``assistant_masks`` marks the
 assistant tokens; TRL turns them into labels (-100 elsewhere).
+
+One departure from stock ``SFTTrainer``: the loss applies the language-model head only at the labelled positions
+(the agent's tokens, about a fifth of a demonstration) instead of computing logits over the whole 49k vocabulary at
+every position and masking afterwards. Same loss, same gradients; on these CPUs a step of 8 demonstrations took
+14 s instead of 22-25 s (``benchmarks/bench_trainer.py``-style probe in docs/learning.md). Models without a plain
+decoder/head split (peft-wrapped) fall back to the stock loss.
 """
 
 from __future__ import annotations
@@ -52,11 +58,13 @@ def run_sft(model: Any, tokenizer: Any, policy: Any, demos: list[dict[str, Any]]
             log: Any = print) -> dict[str, Any]:
     """Fine-tune ``model`` in place on ``demos`` (dicts with ``messages``) for ``steps`` optimizer steps."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     if not demos:
         raise ValueError("SFT needs at least one demonstration; the oracle produced none (check the environment).")
     rows = [tokenize_demo(policy, d["messages"]) for d in demos]
+    for r in rows:
+        r["length"] = len(r["input_ids"])  # batches of similar lengths: less padding (train_sampling_strategy)
     tokens = sum(len(r["input_ids"]) for r in rows)
     ds = Dataset.from_list(rows)
     epochs = max(1, math.ceil(steps * batch_size / len(rows)))
@@ -66,9 +74,9 @@ def run_sft(model: Any, tokenizer: Any, policy: Any, demos: list[dict[str, Any]]
         learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=min(5, steps // 5),
         logging_steps=max(1, steps // 10), save_strategy="no", report_to=[], seed=seed, bf16=False, fp16=False,
         gradient_checkpointing=False, use_cpu=(device == "cpu"), dataloader_num_workers=0, max_length=None,
-        num_train_epochs=epochs, disable_tqdm=True, padding_free=False,
+        num_train_epochs=epochs, disable_tqdm=True, padding_free=False, train_sampling_strategy="group_by_length",
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    trainer = _MaskedHeadSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     result = trainer.train()
     model.eval()
     for p in model.parameters():
@@ -77,6 +85,56 @@ def run_sft(model: Any, tokenizer: Any, policy: Any, demos: list[dict[str, Any]]
     return {"demonstrations": len(rows), "tokens": tokens, "steps": steps, "trainable_parameters": trainable,
             "final_loss": history[-1]["loss"] if history else None, "train_runtime_s": result.metrics.get("train_runtime"),
             "loss_history": [round(h["loss"], 4) for h in history]}
+
+
+def _masked_head_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """(mean next-token cross-entropy over labelled positions, metrics), with the head applied at those positions
+    only; None when the model has no separate decoder and head (then the caller uses the stock loss)."""
+    import torch
+
+    decoder = getattr(model, "model", None)
+    head = getattr(model, "lm_head", None)
+    if decoder is None or head is None or getattr(model, "peft_config", None):
+        return None
+    labels = inputs["labels"]
+    hidden = decoder(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask")).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = head(hidden[:, :-1][keep]).float()
+    loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    n = num_items_in_batch if num_items_in_batch is not None else keep.sum()
+    loss = loss / torch.as_tensor(n, dtype=loss.dtype, device=loss.device).clamp(min=1)
+    with torch.no_grad():
+        logp = torch.log_softmax(logits, dim=-1)
+        entropy = -(logp.exp() * logp).sum(-1).mean().item() if len(logits) else 0.0
+        accuracy = (logits.argmax(-1) == targets[keep]).float().mean().item() if len(logits) else 0.0
+    return loss, {"entropy": entropy, "mean_token_accuracy": accuracy}
+
+
+def _sft_trainer_class() -> Any:
+    from trl import SFTTrainer
+
+    class MaskedHeadSFTTrainer(SFTTrainer):
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            got = None if return_outputs else _masked_head_loss(model, inputs, num_items_in_batch)
+            if got is None:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                             num_items_in_batch=num_items_in_batch)
+            loss, metrics = got
+            mode = "train" if self.model.training else "eval"
+            for k, v in metrics.items():
+                self._metrics[mode][k].append(v)
+            if mode == "train" and "attention_mask" in inputs:
+                self._total_train_tokens += int(inputs["attention_mask"].sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    return MaskedHeadSFTTrainer
+
+
+def _MaskedHeadSFTTrainer(**kwargs: Any) -> Any:
+    return _sft_trainer_class()(**kwargs)
 
 
 def save_demos(demos: list[dict[str, Any]], path: str | Path) -> None:

@@ -92,11 +92,10 @@ class LlamaRunner:
             keys, values = k_buf[:, :, :write_at + n], v_buf[:, :, :write_at + n]
         else:
             keys, values = k, v
-        if self.n_kv != self.n_heads:
-            rep = self.n_heads // self.n_kv
-            keys = keys.repeat_interleave(rep, dim=1)
-            values = values.repeat_interleave(rep, dim=1)
-        out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        # grouped-query attention without copying K/V per query head (repeat_interleave of the whole cache at every
+        # layer of every decode step cost ~8x the attention itself here: 197 vs 25 ms for 64 sequences of 600)
+        gqa = {"enable_gqa": True} if self.n_kv != self.n_heads else {}
+        out = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask, **gqa)
         out = attn.o_proj(out.transpose(1, 2).reshape(b, n, self.n_heads * self.head_dim))
         h = h + out
         h = h + layer.mlp(layer.post_attention_layernorm(h))

@@ -44,8 +44,19 @@ __all__ = [
 RETRIEVALS = ("bm25", "hybrid")
 
 
-def format_results(queries: list[str], results: list[list[Hit]]) -> tuple[str, list[dict[str, Any]]]:
-    """Render per-query hits as numbered text; returns (text, [{"n", "url", "title", "query"}])."""
+def _clip(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:") + " ..."
+
+
+def format_results(queries: list[str], results: list[list[Hit]], *, urls: bool = True,
+                   snippet_chars: int | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Render per-query hits as numbered text; returns (text, [{"n", "url", "title", "query"}]).
+
+    ``urls=False`` leaves the URL lines out (for environments without a browse tool, where they only cost tokens);
+    ``snippet_chars`` clips each snippet at a word boundary."""
     numbered: dict[str, int] = {}
     listed: list[dict[str, Any]] = []
     sections = []
@@ -58,9 +69,11 @@ def format_results(queries: list[str], results: list[list[Hit]]) -> tuple[str, l
                 continue
             n = numbered[hit.url] = len(numbered) + 1
             listed.append({"n": n, "url": hit.url, "title": hit.title, "query": query, "score": hit.score})
-            lines += [f"[{n}] {hit.title or hit.url}", hit.url]
+            lines.append(f"[{n}] {hit.title or hit.url}")
+            if urls:
+                lines.append(hit.url)
             if hit.snippet:
-                lines.append(hit.snippet)
+                lines.append(_clip(hit.snippet, snippet_chars))
             lines.append("")
         if not hits:
             lines += ["No results. Try different or fewer words.", ""]
@@ -85,7 +98,13 @@ class SearchTool(Tool):
         max_queries: int = 5,
         timeout: float = 20.0,
         max_output_chars: int = 8000,
+        default_top_k: int = 5,
+        show_urls: bool = True,
+        snippet_chars: int | None = None,
     ) -> None:
+        """``default_top_k``: results per query when a call does not say (fewer results, shorter contexts: the CPU
+        training preset uses 1); ``show_urls=False`` leaves URLs out of the results (search-only environments);
+        ``snippet_chars`` clips each snippet at a word boundary (None: whole snippets)."""
         if backend is None and corpus is None:
             raise InvalidArgumentError(
                 "SearchTool needs a corpus (Corpus or its directory) or a backend=; got neither. "
@@ -93,6 +112,15 @@ class SearchTool(Tool):
             )
         if top_k_max < 1 or max_queries < 1:
             raise InvalidArgumentError(f"top_k_max and max_queries must be >= 1, got {top_k_max} and {max_queries}.")
+        if not isinstance(default_top_k, int) or not 1 <= default_top_k <= top_k_max:
+            raise InvalidArgumentError(f"default_top_k must be an int in [1, top_k_max={top_k_max}], got "
+                                       f"{default_top_k!r}.")
+        if snippet_chars is not None and (isinstance(snippet_chars, bool) or not isinstance(snippet_chars, int)
+                                          or snippet_chars < 20):
+            raise InvalidArgumentError(f"snippet_chars must be an int >= 20 or None, got {snippet_chars!r}.")
+        self.snippet_chars = snippet_chars
+        self.default_top_k = default_top_k
+        self.show_urls = bool(show_urls)
         self.top_k_max = int(top_k_max)
         self.max_queries = int(max_queries)
         if corpus is not None and not isinstance(corpus, Corpus):
@@ -119,10 +147,10 @@ class SearchTool(Tool):
         props = schema["function"]["parameters"]["properties"]
         props["queries"].update({"minItems": 1, "maxItems": self.max_queries})
         props["queries"]["items"].update({"maxLength": MAX_QUERY_CHARS})
-        props["top_k"].update({"minimum": 1, "maximum": self.top_k_max})
+        props["top_k"].update({"default": self.default_top_k, "minimum": 1, "maximum": self.top_k_max})
         return schema
 
-    async def run(self, queries: list[str], top_k: int = 5) -> ToolResult:
+    async def run(self, queries: list[str], top_k: int | None = None) -> ToolResult:
         """Search the web for one or more queries at once; returns numbered results with title, URL and snippet.
 
         Args:
@@ -150,10 +178,10 @@ class SearchTool(Tool):
             if q not in cleaned:
                 cleaned.append(q)
         try:
-            results = await self.backend.search(cleaned, top_k)
+            results = await self.backend.search(cleaned, self.default_top_k if top_k is None else top_k)
         except SearchBackendError as exc:
             return ToolResult.failure(f"search backend failed: {exc}. Try again or rephrase.")
-        text, listed = format_results(cleaned, results)
+        text, listed = format_results(cleaned, results, urls=self.show_urls, snippet_chars=self.snippet_chars)
         return ToolResult.success(
             text, queries=cleaned, result_urls=[r["url"] for r in listed], results=listed
         )

@@ -91,10 +91,11 @@ class Number:
 
 # ---- parsing what tools return -------------------------------------------------------------------------------
 def parse_search(body: str) -> list[tuple[str, str, str]]:
-    """(title, url, snippet) of every numbered result in a search observation."""
+    """(title, url, snippet) of every numbered result in a search observation (url "" where results show no URLs)."""
     out = []
-    for m in re.finditer(r"^\[(\d+)\] ([^\n]*)\n(\S+)\n(.*?)(?=\n\n|\n\[\d+\] |\Z)", body, re.M | re.S):
-        out.append((m.group(2).strip(), m.group(3).strip(), m.group(4).strip()))
+    pattern = r"^\[(\d+)\] ([^\n]*)\n(?:([a-z][a-z0-9+.-]*://\S+)\n)?(.*?)(?=\n\n|\n\[\d+\] |\Z)"
+    for m in re.finditer(pattern, body, re.M | re.S):
+        out.append((m.group(2).strip(), (m.group(3) or "").strip(), m.group(4).strip()))
     return out
 
 
@@ -233,6 +234,8 @@ class OraclePolicy(Policy):
     privileged = True
     #: pages opened in one turn (their text must fit in one observation together)
     parallel_pages = 3
+    #: ``top_k`` of its searches; None leaves it out (the environment's ``search_top_k`` then applies)
+    search_top_k: int | None = 5
 
     def __init__(self, strict: bool = False) -> None:
         #: with ``strict``, a task without a plan raises :class:`NoPlanError` instead of answering ``unknown``
@@ -296,6 +299,9 @@ class OraclePolicy(Policy):
     def _bodies(self, observation: str) -> list[str]:
         return self.protocol.result_bodies(observation)
 
+    def _top_k(self) -> dict[str, int]:
+        return {} if self.search_top_k is None else {"top_k": self.search_top_k}
+
     def _call(self, name: str, **arguments: Any) -> Script:
         obs = yield self._turn((name, arguments))
         bodies = self._bodies(obs)
@@ -312,7 +318,7 @@ class OraclePolicy(Policy):
     def _search_entity(self, name: str, extra: str = "") -> Script:
         """The search result (title, url, snippet) whose title is exactly ``name``."""
         query = f"{name} {extra}".strip()
-        body = yield from self._call("search", queries=[query], top_k=5)
+        body = yield from self._call("search", queries=[query], **self._top_k())
         for title, url, snippet in parse_search(body):
             if title == name:
                 return title, url, snippet
@@ -400,7 +406,7 @@ class OraclePolicy(Policy):
         names = [name_of(r) for r in refs]
         urls: dict[str, str] = {}
         for i in range(0, len(names), 5):
-            body = yield from self._call("search", queries=names[i : i + 5], top_k=5)
+            body = yield from self._call("search", queries=names[i : i + 5], **self._top_k())
             for title, url, _ in parse_search(body):
                 urls.setdefault(title, url)
         missing = [n for n in names if n not in urls]
