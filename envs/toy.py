@@ -3,8 +3,10 @@ mechanism (SFT, REINFORCE, gamma-decay, resume) and smoke runs (``kimi-env train
 
 Four boxes hold four of eight colors, drawn afresh every episode (6,720 distinct tasks); the question names a box. The ``open_box`` tool
 tells its color. Answering without opening is a 1-in-8 guess; opening the box and copying the color always wins.
-Optionally ``decoys`` adds boxes to open first (a longer correct solution), which lets a test see gamma-decay
-prefer the shorter one.
+
+``palette="digits"`` puts four of the ten digits in the boxes instead (5,040 distinct tasks, a 1-in-10 guess): the
+answer is then one character to copy, which a from-scratch byte-level model (``tiny``) learns within minutes on
+CPU, where copying a color word takes it far longer (measured in docs/learning.md).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from kimi_env import InvalidArgumentError, Task, Tool, ToolEnv, ToolResult
 
 COLORS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
+DIGITS = tuple("0123456789")
+PALETTES = {"colors": COLORS, "digits": DIGITS}
 BOXES = 4
 
 
@@ -41,10 +45,16 @@ class ColorBoxEnv(ToolEnv):
     """Which color is in box k? (see the module docstring)
 
     Args:
+        palette: ``"colors"`` (eight color words) or ``"digits"`` (the ten digits).
         **kwargs: Everything :class:`~kimi_env.ToolEnv` takes (``max_turns``, ``protocol``, ...).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, palette: str = "colors", **kwargs: Any) -> None:
+        if palette not in PALETTES:
+            from kimi_env.errors import unknown_name
+
+            raise unknown_name("palette", str(palette), PALETTES)
+        self.palette = PALETTES[palette]
         kwargs.setdefault("max_turns", 3)
         super().__init__(**kwargs)
 
@@ -54,10 +64,11 @@ class ColorBoxEnv(ToolEnv):
 
     def _sample_task(self) -> Task:
         rng = self.np_random
-        order = [COLORS[int(i)] for i in rng.choice(len(COLORS), BOXES, replace=False)]
+        order = [self.palette[int(i)] for i in rng.choice(len(self.palette), BOXES, replace=False)]
         box = int(rng.integers(1, BOXES + 1))
         self._box_tool.boxes = {i + 1: c for i, c in enumerate(order)}
-        return Task(id=f"box{box}-{'-'.join(order)}", question=f"Which color is in box {box}?",
+        what = "digit" if self.palette is DIGITS else "color"
+        return Task(id=f"box{box}-{'-'.join(order)}", question=f"Which {what} is in box {box}?",
                     answers=(order[box - 1],),
                     metadata={"kind": "lookup", "hops": 1, "required_tools": ["open_box"], "boxes": order,
                               "plan": [{"op": "open_box", "box": box}]})
@@ -88,5 +99,7 @@ class ColorBoxOracle:
             if "<open_box>" in observation:  # the XML-tag protocols: the plain body is the box number
                 return f"<open_box>{box}</open_box>"
             return '<tool_call>' + json.dumps({"name": "open_box", "arguments": {"box": box}}) + '</tool_call>'
-        colors = [c for c in COLORS if c in observation]
-        return f"<answer>{colors[0] if colors else 'red'}</answer>"
+        body = re.findall(r"<information>\n(.*?)\n</information>", observation, re.S) or \
+            re.findall(r"<tool_response>\n[^\n]*\n(.*?)\n</tool_response>", observation, re.S)
+        seen = body[0].strip() if body else "red"
+        return f"<answer>{seen}</answer>"

@@ -50,6 +50,10 @@ def test_bad_configs_fail_before_any_work_and_name_the_field():
         ReinforceConfig().with_overrides(["turn_discout=0.5"])
     with pytest.raises(InvalidArgumentError, match="bf16"):
         ReinforceConfig(dtype="bfloat16", device="cpu")
+    with pytest.raises(InvalidArgumentError, match="partial_rollouts=True: .*not implemented"):
+        ReinforceConfig(partial_rollouts=True)
+    with pytest.raises(InvalidArgumentError, match="rl_min_hops=0"):
+        ReinforceConfig(rl_min_hops=0)
 
 
 def test_masked_tokens_get_exactly_zero_gradient(tmp_path):

@@ -54,7 +54,8 @@ class ReinforceConfig:
     concurrency: int = _f(64, "Episodes in flight at once.")
     episode_timeout_s: float = _f(0.0, "Wall-clock budget of one episode in seconds (0: none).")
     partial_rollouts: bool = _f(False, "Turn-level partial rollouts: episodes that pass partial_turns_per_step turns "
-                                       "in a step pause and resume in the next step under the new weights.")
+                                       "in a step pause and resume in the next step under the new weights. NOT "
+                                       "IMPLEMENTED YET: True is refused (see docs/training.md).")
     partial_turns_per_step: int = _f(3, "Turns an episode may take in one step before it pauses (partial_rollouts).")
     # ------------------------------------------------------------------ credit assignment
     turn_discount: float = _f(0.9, "Gamma of Kimi-Researcher's per-turn decay: turn i of a correct T-turn "
@@ -125,6 +126,10 @@ class ReinforceConfig:
         if self.learning_rate <= 0 or self.sft_learning_rate <= 0:
             p.append(f"learning rates must be positive, got learning_rate={self.learning_rate!r}, "
                      f"sft_learning_rate={self.sft_learning_rate!r}")
+        if self.partial_rollouts:
+            p.append("partial_rollouts=True: turn-level partial rollouts are not implemented yet (the rollout engine "
+                     "cannot pause an episode across steps); set partial_rollouts=False. Bound long episodes with "
+                     "max_turns or episode_timeout_s meanwhile")
         if self.kl_coef < 0:
             p.append(f"kl_coef={self.kl_coef!r} must be >= 0")
         if self.dtype not in ("float32", "bfloat16", "float16"):

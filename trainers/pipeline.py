@@ -127,7 +127,7 @@ def draw_tasks(cfg: ReinforceConfig) -> dict[str, list[Any]]:
                 got.setdefault(t.id, t)
             return list(got.values())
 
-        train = tasks(range(10_000, 10_400))
+        train = tasks(range(10_000, 12_000))
         test = [t for t in tasks(range(0, 400)) if t.id not in {x.id for x in train}]
     finally:
         env.close()
@@ -329,6 +329,10 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
           "| held-out tasks | episodes | pass@1 before RL (95% CI) | pass@1 after RL (95% CI) |\n|---|---|---|---|\n"]
     md.append(row("multi-hop (2+ hops)", "multi_hop"))
     md.append(row("one-hop", "one_hop"))
+    nd = results.get("multi_hop_after_no_discount") or {}
+    if nd.get("episodes"):
+        md.append(f"| multi-hop, RL with turn_discount=1.0 instead (same start) | {nd['episodes']} | (same) | "
+                  f"{nd['pass@1']:.3f} [{nd['ci95'][0]:.3f}, {nd['ci95'][1]:.3f}] |\n")
     mc = results.get("mcnemar_multi_hop") or {}
     if mc and (results.get("multi_hop_before") or {}).get("episodes"):
         md.append(f"\nPaired test on multi-hop (McNemar, exact): {mc['improved']} tasks newly solved, "
@@ -460,6 +464,9 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
         "rl_steps": trainer.state.global_step,
         "stopped_early": stop.requested,
     }
+    results["mean_reward"] = {f"{name}_{tag}": ev[name]["summary"].get("mean_reward")
+                              for tag, ev in (("before", before), ("after", after))
+                              for name in ("multi_hop", "one_hop") if tasks[name]}
     mc = mcnemar_exact(before["multi_hop"]["flags"], after["multi_hop"]["flags"])
     mo = mcnemar_exact(before["one_hop"]["flags"], after["one_hop"]["flags"])
     results["mcnemar_multi_hop"], results["mcnemar_one_hop"] = mc, mo

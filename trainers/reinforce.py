@@ -28,10 +28,9 @@ accelerate, the loss function, logging, callbacks, checkpoints):
 * with ``train_layers="top-K"`` only the top K decoder layers train, and their input activations, captured during
   generation, are reused: the frozen trunk is never run twice.
 
-Partial rollouts (``partial_rollouts``): an episode that passes ``partial_turns_per_step`` turns in a step pauses
-and resumes in the next step under the new weights (its KV cache is recomputed). Turns sampled by older weights are
-excluded from the loss (their logprobs were recorded, but without an importance correction they would be
-off-policy); the episode's outcome still credits the turns sampled on-policy.
+Not implemented yet: Kimi-Researcher's turn-level partial rollouts (``partial_rollouts=True`` is refused by the
+config). ``build_samples(on_policy_from=...)`` already masks turns sampled by older weights, for when the engine can
+pause an episode across steps.
 """
 
 from __future__ import annotations
