@@ -7,6 +7,7 @@ import pytest
 
 import kimi_env
 from kimi_env import InvalidArgumentError
+from kimi_env.errors import UnknownNameError
 from kimi_env.policies import OraclePolicy
 from kimi_env.protocol import BriefXMLTagProtocol, XMLTagProtocol, get_protocol
 from kimi_env.rollout import evaluate
@@ -112,3 +113,33 @@ def test_brief_prompt_is_short_and_parses_like_xml():
     assert "<search>...</search>" in brief.instructions([search])
     text = "<search>a b</search>"
     assert brief.parse(text, [search]).tool_calls[0].arguments == full.parse(text, [search]).tool_calls[0].arguments
+
+
+def test_snippets_are_clipped_at_a_word_boundary_and_bad_lengths_are_refused():
+    env = kimi_env.make("kimi_env/SearchQA-v0", split="test", search_top_k=1, search_urls=False,
+                        search_snippet_chars=40, protocol="xml-brief")
+    try:
+        env.reset(seed=0)
+        obs, *_ = env.step("<search>capital</search>")
+        snippet = obs.split("\n")[3]  # <information>, Results for, [1] title, snippet
+        assert snippet.endswith(" ...") and len(snippet) <= 44, obs
+    finally:
+        env.close()
+    with pytest.raises(InvalidArgumentError, match="search_snippet_chars"):
+        kimi_env.make("kimi_env/SearchQA-v0", search_snippet_chars=5)
+
+
+def test_colorbox_digits_palette_is_solved_by_its_oracle_and_a_bad_palette_is_named():
+    from kimi_env.envs.toy import DIGITS, ColorBoxOracle
+    from kimi_env.policies import FunctionPolicy
+
+    env = kimi_env.make("kimi_env/ColorBox-v0", protocol="xml-brief", palette="digits")
+    try:
+        env.reset(seed=3)
+        assert env.unwrapped.task.question.startswith("Which digit") and env.unwrapped.task.answers[0] in DIGITS
+        res = evaluate(env, FunctionPolicy(ColorBoxOracle.turn, name="oracle"), episodes=20, seed=0)
+        assert res["pass@1"] == 1.0, res
+    finally:
+        env.close()
+    with pytest.raises(UnknownNameError, match="palette"):
+        kimi_env.make("kimi_env/ColorBox-v0", palette="letters")

@@ -76,7 +76,7 @@ def run_sft(model: Any, tokenizer: Any, policy: Any, demos: list[dict[str, Any]]
         gradient_checkpointing=False, use_cpu=(device == "cpu"), dataloader_num_workers=0, max_length=None,
         num_train_epochs=epochs, disable_tqdm=True, padding_free=False, train_sampling_strategy="group_by_length",
     )
-    trainer = _MaskedHeadSFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
+    trainer = _sft_trainer_class()(model=model, args=args, train_dataset=ds, processing_class=tokenizer)
     result = trainer.train()
     model.eval()
     for p in model.parameters():
@@ -131,10 +131,6 @@ def _sft_trainer_class() -> Any:
             return loss
 
     return MaskedHeadSFTTrainer
-
-
-def _MaskedHeadSFTTrainer(**kwargs: Any) -> Any:
-    return _sft_trainer_class()(**kwargs)
 
 
 def save_demos(demos: list[dict[str, Any]], path: str | Path) -> None:
