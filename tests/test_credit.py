@@ -12,7 +12,16 @@ from kimi_env.trainers import credit
 def plain_loop(rewards, turns, gamma, baseline, threshold=1.0, skip_uniform=True):
     """The same quantity written the obvious way, one trajectory and one turn at a time."""
     n = len(rewards)
-    if skip_uniform and all(r == rewards[0] for r in rewards):
+    credits = []
+    for j in range(n):
+        row = []
+        for i in range(1, turns[j] + 1):
+            row.append(rewards[j] * gamma ** (turns[j] - i) if rewards[j] >= threshold else rewards[j])
+        credits.append(row)
+    # no signal: every member has the same credit sequence, or every turn of every member the same credit
+    same_rows = all(row == credits[0] for row in credits)
+    one_value = len({c for row in credits for c in row}) <= 1
+    if skip_uniform and (same_rows or one_value):
         return [[0.0] * t for t in turns]
     out = []
     for j in range(n):
@@ -51,6 +60,18 @@ def test_discount_makes_shorter_correct_solutions_earn_more():
     assert a[0][0] > a[1][0]  # the first turn of the 2-turn solution beats that of the 5-turn one
     assert a[0][-1] == a[1][-1]  # the final turns get the full reward
     assert all(x == a[2][0] for x in a[2])  # a failure's credit is not decayed
+
+
+def test_all_correct_group_of_different_lengths_is_kept_only_under_a_discount():
+    # every member correct: the final rewards are equal, but under gamma < 1 the shorter solution earns more, which
+    # is the only signal gamma-decay adds; with gamma = 1 (or equal lengths) there is nothing to learn
+    kept = credit.advantages([1.0, 1.0, 1.0], [2, 3, 2], turn_discount=0.9, baseline="group_mean")
+    assert kept[1][0] < kept[0][0] < 0.0 and kept[0][-1] == 0.0
+    assert credit.advantages([1.0, 1.0, 1.0], [2, 3, 2], turn_discount=1.0) == [[0.0] * 2, [0.0] * 3, [0.0] * 2]
+    assert credit.advantages([1.0, 1.0], [3, 3], turn_discount=0.9) == [[0.0] * 3, [0.0] * 3]
+    assert credit.advantages([0.0, 0.0], [2, 4], turn_discount=0.9, baseline="none") == [[0.0] * 2, [0.0] * 4]
+    assert credit.advantages([1.0, 1.0], [2, 3], turn_discount=0.9, skip_uniform_groups=True) != \
+        credit.advantages([1.0, 1.0], [2, 2], turn_discount=0.9, skip_uniform_groups=True)
 
 
 def test_truncated_and_format_error_episodes_keep_their_penalty_on_every_turn():

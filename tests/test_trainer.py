@@ -52,8 +52,8 @@ def test_bad_configs_fail_before_any_work_and_name_the_field():
         ReinforceConfig(dtype="bfloat16", device="cpu")
     with pytest.raises(InvalidArgumentError, match="partial_rollouts=True: .*not implemented"):
         ReinforceConfig(partial_rollouts=True)
-    with pytest.raises(InvalidArgumentError, match="rl_min_hops=0"):
-        ReinforceConfig(rl_min_hops=0)
+    with pytest.raises(InvalidArgumentError, match="rl_one_hop_fraction=1.5"):
+        ReinforceConfig(rl_one_hop_fraction=1.5)
 
 
 def test_masked_tokens_get_exactly_zero_gradient(tmp_path):
@@ -183,3 +183,35 @@ def test_sft_masked_head_loss_equals_the_stock_loss_and_gradients():
     for n, p in model.named_parameters():
         assert torch.allclose(ours[n], p.grad, atol=1e-5), n
     assert 0.0 <= metrics["mean_token_accuracy"] <= 1.0 and metrics["entropy"] > 0
+
+
+def test_rl_task_mix_lays_out_each_step_and_the_trainer_keeps_that_order(tmp_path):
+    from kimi_env import Task
+    from kimi_env.trainers.pipeline import rl_train_tasks
+
+    pool = [Task(id=f"h{h}-{i}", question=f"q{h}-{i}?", answers=("a",), metadata={"hops": h})
+            for h in (1, 2) for i in range(30)]
+    cfg = ReinforceConfig(tasks_per_step=8, group_size=2, micro_batch_size=2, rl_one_hop_fraction=0.25, max_hops=2)
+    order, shuffle = rl_train_tasks(cfg, pool)
+    assert not shuffle and len(order) == 8 * 5  # 30 multi-hop tasks fill 5 steps of 6 (one-hop ones would fill 15)
+    for s in range(0, len(order), 8):
+        assert sorted(t.metadata["hops"] for t in order[s:s + 8]) == [1, 1, 2, 2, 2, 2, 2, 2]
+    assert len({t.id for t in order}) == len(order)
+    only_multi, _ = rl_train_tasks(cfg.replace(rl_one_hop_fraction=0.0), pool)
+    assert {t.metadata["hops"] for t in only_multi} == {2}
+    assert rl_train_tasks(cfg.replace(rl_one_hop_fraction=None), pool) == (pool, True)
+    with pytest.raises(InvalidArgumentError, match="rl_one_hop_fraction=0.25 asks for 2 one-hop and 6 multi-hop"):
+        rl_train_tasks(cfg, [t for t in pool if t.metadata["hops"] == 1])
+
+    # the trainer takes an ordered list as given, tasks_per_step at a time
+    from kimi_env.policies.hf_models import load_model
+    from kimi_env.trainers.pipeline import draw_tasks, _make_env
+    from kimi_env.trainers.reinforce import ReinforceTrainer
+
+    tcfg = tiny_cfg(tmp_path, max_steps=2)
+    tasks = draw_tasks(tcfg)["train"][:8]
+    model, tok = load_model("tiny", seed=0)
+    trainer = ReinforceTrainer(model, tok, tcfg, tasks, env_fn=lambda: _make_env(tcfg, None), shuffle_tasks=False)
+    trainer.train()
+    seen = [tr.task_id for tr in trainer.last_trajectories]
+    assert seen == [t.id for t in tasks[2:4] for _ in range(tcfg.group_size)]

@@ -38,9 +38,12 @@ class ReinforceConfig:
     env_kwargs: dict = _f({}, "Keyword arguments for the environment (both splits).")
     kinds: list = _f(["lookup", "multihop"], "Task kinds to train and evaluate on (world environments).")
     max_hops: int = _f(3, "Longest hop chain among training and evaluation tasks.")
-    rl_min_hops: int = _f(1, "Shortest hop chain among RL training tasks (2: RL only on multi-hop tasks, where a "
-                             "group of a cold-started policy has both successes and failures; the SFT "
-                             "demonstrations still cover every kind).")
+    rl_one_hop_fraction: float | None = _f(None, "Share of each RL step's tasks that are one-hop, the rest multi-hop "
+                                                 "(None: tasks as they come from the shuffled pool; 0: RL on multi-hop "
+                                                 "tasks only, where a cold-started policy's groups have both outcomes; "
+                                                 "a small share keeps one-hop tasks, where correct solutions of "
+                                                 "different lengths are gamma-decay's signal). The SFT demonstrations "
+                                                 "cover every kind either way.")
     max_turns: int = _f(6, "Policy turns per episode before truncation (a format error).")
     max_context_tokens: int = _f(2048, "Token budget of an episode's context; past it the episode is truncated.")
     format_penalty: float = _f(-0.1, "Final reward of an episode with a format error or that hit a budget.")
@@ -109,12 +112,15 @@ class ReinforceConfig:
             p.append(f"negative_sample_keep={self.negative_sample_keep!r} is outside [0, 1]")
         if not -1.0 <= self.format_penalty <= 0.0:
             p.append(f"format_penalty={self.format_penalty!r} is outside [-1, 0]")
-        for name in ("group_size", "tasks_per_step", "max_steps", "rl_min_hops", "max_hops", "max_turns",
+        for name in ("group_size", "tasks_per_step", "max_steps", "max_hops", "max_turns",
                      "max_new_tokens", "concurrency",
                      "micro_batch_size", "max_context_tokens"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 p.append(f"{name}={v!r} must be an int >= 1")
+        f1 = self.rl_one_hop_fraction
+        if f1 is not None and not (isinstance(f1, (int, float)) and not isinstance(f1, bool) and 0.0 <= f1 <= 1.0):
+            p.append(f"rl_one_hop_fraction={f1!r} must be null (the pool's mix) or a number in [0, 1], e.g. 0.25")
         if not p and (self.group_size * self.tasks_per_step) % self.micro_batch_size:
             p.append(f"micro_batch_size={self.micro_batch_size} must divide group_size * tasks_per_step = "
                      f"{self.group_size * self.tasks_per_step}")
@@ -185,10 +191,10 @@ class ReinforceConfig:
 #: minutes on a trivially learnable environment; ``gpu-*`` for CUDA machines.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu-smollm2": dict(
-        model="smollm2-135m", train_layers="top-2", learning_rate=1e-4, group_size=8, tasks_per_step=6,
+        model="smollm2-135m", train_layers="top-2", learning_rate=1e-4, group_size=8, tasks_per_step=8,
         env_kwargs={"protocol": "xml-brief", "search_top_k": 1, "search_urls": False, "search_snippet_chars": 60,
                     "n_tasks": 30000},
-        rl_min_hops=2, max_steps=8, max_turns=5, max_new_tokens=32, turn_discount=0.9, negative_sample_keep=0.5,
+        rl_one_hop_fraction=0.25, max_steps=8, max_turns=5, max_new_tokens=32, turn_discount=0.9, negative_sample_keep=0.5,
         micro_batch_size=8, sft_episodes=512, sft_steps=24, sft_batch_size=8, sft_learning_rate=1e-4,
         sft_train_layers="full", eval_multi_hop=200, eval_one_hop=100, compare_no_discount=True, max_hops=2,
         kinds=["lookup", "multihop"], concurrency=64,

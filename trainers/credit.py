@@ -9,9 +9,11 @@ gets the full reward and earlier turns less, so of two correct solutions the sho
   early).
 * ``group_baselines``: the baseline of each trajectory of a group of episodes on one task: ``group_mean`` (mean of
   the group's final rewards), ``leave_one_out`` (mean of the others'), or ``none`` (0).
-* ``advantages``: credit minus baseline, per turn. A group whose final rewards are all equal carries no signal about
+* ``advantages``: credit minus baseline, per turn. A group whose *credits* are all equal carries no signal about
   which behaviour is better; with ``skip_uniform_groups`` its advantages are all 0 (the trainer then spends no
-  update on it).
+  update on it). Credits are equal when the final rewards are, except in a group of successes of different lengths
+  under a discount below 1: there the shorter ones earn more, which is the signal gamma-decay exists for, so such
+  a group is kept (``uniform_credits``).
 * ``keep_negatives``: negative-sample control: which failed trajectories of a step enter the loss (a seeded random
   subset of the configured fraction; successes always do). Baselines are computed before dropping.
 """
@@ -65,6 +67,26 @@ def group_baselines(rewards: Sequence[float], kind: str = "group_mean") -> list[
     raise ValueError(f"baseline must be one of {BASELINES}, got {kind!r}")
 
 
+def uniform_credits(rewards: Sequence[float], num_turns: Sequence[int], *, turn_discount: float,
+                    success_threshold: float = 1.0) -> bool:
+    """True when every member of the group gets the same credits, so the group says nothing about which behaviour
+    is better: the final rewards are all equal and, if they are successes under ``turn_discount < 1``, so are the
+    lengths.
+
+    >>> uniform_credits([0.0, 0.0], [2, 5], turn_discount=0.9)
+    True
+    >>> uniform_credits([1.0, 1.0], [2, 3], turn_discount=0.9)
+    False
+    >>> uniform_credits([1.0, 1.0], [2, 3], turn_discount=1.0)
+    True
+    """
+    if len(set(rewards)) > 1:
+        return False
+    if not rewards or rewards[0] < success_threshold or turn_discount == 1.0:
+        return True
+    return len(set(num_turns)) <= 1
+
+
 def advantages(
     rewards: Sequence[float], num_turns: Sequence[int], *, turn_discount: float, baseline: str = "group_mean",
     success_threshold: float = 1.0, skip_uniform_groups: bool = True,
@@ -73,12 +95,15 @@ def advantages(
 
     >>> advantages([1.0, 0.0], [2, 1], turn_discount=0.5)
     [[0.0, 0.5], [-0.5]]
-    >>> advantages([1.0, 1.0], [2, 3], turn_discount=0.5)
+    >>> advantages([0.0, 0.0], [2, 3], turn_discount=0.5)
     [[0.0, 0.0], [0.0, 0.0, 0.0]]
+    >>> advantages([1.0, 1.0], [1, 2], turn_discount=0.5)  # both correct: the longer one earns less
+    [[0.0], [-0.5, 0.0]]
     """
     if len(rewards) != len(num_turns):
         raise ValueError(f"{len(rewards)} rewards but {len(num_turns)} turn counts")
-    if skip_uniform_groups and len(set(rewards)) <= 1:
+    if skip_uniform_groups and uniform_credits(rewards, num_turns, turn_discount=turn_discount,
+                                               success_threshold=success_threshold):
         return [[0.0] * t for t in num_turns]
     base = group_baselines(rewards, baseline)
     return [[c - b for c in turn_credits(r, t, turn_discount=turn_discount, success_threshold=success_threshold)]

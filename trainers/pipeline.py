@@ -58,6 +58,23 @@ def mcnemar_exact(before: list[bool], after: list[bool]) -> dict[str, Any]:
     return {"improved": b, "worsened": c, "p_value": min(1.0, 2 * tail)}
 
 
+def paired_turns(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Turns of the same held-out tasks solved by both arms, ``(with discount, without)``: how many were shorter or
+    longer with the discount, the mean difference, and an exact two-sided sign test on the unequal pairs.
+
+    >>> paired_turns([(2, 3), (2, 3), (3, 3)])["shorter_with_discount"]
+    2
+    """
+    shorter = sum(a < b for a, b in pairs)
+    longer = sum(a > b for a, b in pairs)
+    n = shorter + longer
+    k = min(shorter, longer)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    diff = sum(a - b for a, b in pairs) / len(pairs) if pairs else None
+    return {"tasks": len(pairs), "shorter_with_discount": shorter, "longer_with_discount": longer,
+            "mean_difference": diff, "p_value": p}
+
+
 def _proportion(flags: list[bool]) -> dict[str, Any]:
     n = len(flags)
     k = sum(flags)
@@ -135,15 +152,35 @@ def draw_tasks(cfg: ReinforceConfig) -> dict[str, list[Any]]:
     return {"train": train, "multi_hop": [], "one_hop": test[: cfg.eval_one_hop]}
 
 
-def rl_train_tasks(cfg: ReinforceConfig, train: list[Any]) -> list[Any]:
-    """The training tasks RL draws from: those of at least ``rl_min_hops`` hops (all, where tasks have no hops)."""
-    keep = [t for t in train if int(t.metadata.get("hops", 1)) >= cfg.rl_min_hops]
-    if not keep:
-        from kimi_env.errors import InvalidArgumentError
+def rl_train_tasks(cfg: ReinforceConfig, train: list[Any]) -> tuple[list[Any], bool]:
+    """The training tasks RL draws from, and whether the trainer should shuffle them.
 
-        raise InvalidArgumentError(f"rl_min_hops={cfg.rl_min_hops} leaves no RL training task (max_hops="
-                                   f"{cfg.max_hops}); lower rl_min_hops or raise max_hops.")
-    return keep
+    With ``rl_one_hop_fraction=None``, every training task in the pool's (seeded, shuffled) order. Otherwise the
+    tasks are laid out a step at a time, ``round(fraction * tasks_per_step)`` one-hop tasks and the rest multi-hop
+    in each, and the trainer takes them in that order.
+    """
+    from kimi_env.errors import InvalidArgumentError
+
+    f = cfg.rl_one_hop_fraction
+    if f is None:
+        return list(train), True
+    one = [t for t in train if int(t.metadata.get("hops", 1)) == 1]
+    multi = [t for t in train if int(t.metadata.get("hops", 1)) >= 2]
+    k1 = round(f * cfg.tasks_per_step)
+    k2 = cfg.tasks_per_step - k1
+    if (k1 and not one) or (k2 and not multi):
+        raise InvalidArgumentError(
+            f"rl_one_hop_fraction={f} asks for {k1} one-hop and {k2} multi-hop tasks a step, but the training pool "
+            f"has {len(one)} one-hop and {len(multi)} multi-hop tasks (env {cfg.env_id}, max_hops={cfg.max_hops}); "
+            "set rl_one_hop_fraction=null for environments without hops, or raise max_hops.")
+    steps = min(len(one) // k1 if k1 else len(train), len(multi) // k2 if k2 else len(train))
+    rng = random.Random(cfg.seed + 1)
+    order: list[Any] = []
+    for s in range(steps):
+        chunk = one[s * k1:(s + 1) * k1] + multi[s * k2:(s + 1) * k2]
+        rng.shuffle(chunk)
+        order += chunk
+    return order, False
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
@@ -199,8 +236,8 @@ def evaluate_heldout(cfg: ReinforceConfig, policy: Any, tasks: dict[str, list[An
                      label=f"eval {tag} {name}")
         by_id = {tr.task_id: tr for tr in trajs}
         flags = [bool(by_id.get(t.id) is not None and by_id[t.id].success) for t in tasks[name]]
-        turns_ok = [float(by_id[t.id].num_turns) for t in tasks[name] if by_id.get(t.id) and by_id[t.id].success]
-        res[name] = {"flags": flags, "turns_success": turns_ok, "summary": summarize(trajs),
+        turns = [float(by_id[t.id].num_turns) if f else None for t, f in zip(tasks[name], flags)]
+        res[name] = {"flags": flags, "turns": turns, "turns_success": [x for x in turns if x is not None], "summary": summarize(trajs),
                      "seconds": round(time.perf_counter() - t0, 1)}
         if tasks[name]:
             _log(f"eval {tag} {name}: pass@1 {sum(flags)}/{len(flags)} in {res[name]['seconds']} s")
@@ -265,13 +302,13 @@ def _callbacks(stop: _StopOnSignal, run_dir: Path, trainer_ref: dict[str, Any], 
 
 
 def run_rl(cfg: ReinforceConfig, model: Any, tok: Any, train_tasks: list[Any], run_dir: Path,
-           resume: str | None = None, stop: _StopOnSignal | None = None) -> Any:
+           resume: str | None = None, stop: _StopOnSignal | None = None, shuffle: bool = True) -> Any:
     from .reinforce import ReinforceTrainer
 
     stop = stop or _StopOnSignal()
     ref: dict[str, Any] = {}
     trainer = ReinforceTrainer(model, tok, cfg, train_tasks, env_fn=lambda: _make_env(cfg, "train"),
-                               callbacks=_callbacks(stop, run_dir, ref, cfg))
+                               callbacks=_callbacks(stop, run_dir, ref, cfg), shuffle_tasks=shuffle)
     ref["trainer"] = trainer
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(run_dir / "final_model"))
@@ -329,27 +366,41 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
           "| held-out tasks | episodes | pass@1 before RL (95% CI) | pass@1 after RL (95% CI) |\n|---|---|---|---|\n"]
     md.append(row("multi-hop (2+ hops)", "multi_hop"))
     md.append(row("one-hop", "one_hop"))
-    nd = results.get("multi_hop_after_no_discount") or {}
-    if nd.get("episodes"):
-        md.append(f"| multi-hop, RL with turn_discount=1.0 instead (same start) | {nd['episodes']} | (same) | "
-                  f"{nd['pass@1']:.3f} [{nd['ci95'][0]:.3f}, {nd['ci95'][1]:.3f}] |\n")
+    for label, key in (("multi-hop", "multi_hop"), ("one-hop", "one_hop")):
+        nd = results.get(f"{key}_after_no_discount") or {}
+        if nd.get("episodes"):
+            md.append(f"| {label}, RL with turn_discount=1.0 instead (same start) | {nd['episodes']} | (same) | "
+                      f"{nd['pass@1']:.3f} [{nd['ci95'][0]:.3f}, {nd['ci95'][1]:.3f}] |\n")
     mc = results.get("mcnemar_multi_hop") or {}
     if mc and (results.get("multi_hop_before") or {}).get("episodes"):
         md.append(f"\nPaired test on multi-hop (McNemar, exact): {mc['improved']} tasks newly solved, "
                   f"{mc['worsened']} newly failed, p = {results['p_value']:.4g}.\n")
     mo = results.get("mcnemar_one_hop") or {}
     if mo and (results.get("one_hop_before") or {}).get("episodes"):
-        md.append(f"Paired test on one-hop: {mo['improved']} newly solved, {mo['worsened']} newly failed, "
+        md.append(f"\nPaired test on one-hop: {mo['improved']} newly solved, {mo['worsened']} newly failed, "
                   f"p = {mo['p_value']:.4g}.\n")
-    t1, t0 = results.get("avg_turns_success"), results.get("avg_turns_success_no_discount")
+    def mean(m: dict[str, Any] | None) -> str:
+        if not m or m.get("mean") is None:
+            return "-"
+        return f"{m['mean']:.2f} [{m['ci95'][0]:.2f}, {m['ci95'][1]:.2f}] (n={m['n']})"
+
+    t1 = results.get("avg_turns_success")
     if t1 and t1.get("mean") is not None:
-        which = "multi-hop " if results.get("avg_turns_success_of") == "multi_hop" else ""
-        md.append(f"\nAverage turns of successful held-out {which}episodes after RL with turn_discount={cfg.turn_discount}: "
-                  f"{t1['mean']:.3f} [{t1['ci95'][0]:.3f}, {t1['ci95'][1]:.3f}] (n={t1['n']})")
-        if t0 and t0.get("mean") is not None:
-            md.append(f"; with turn_discount=1.0 from the same start: {t0['mean']:.3f} "
-                      f"[{t0['ci95'][0]:.3f}, {t0['ci95'][1]:.3f}] (n={t0['n']}).")
-        md.append("\n")
+        nd = results.get("avg_turns_success_no_discount") is not None
+        md.append("\nTurns of the successful held-out episodes (mean, 95% CI, number of successes): fewer is better "
+                  f"at equal pass@1; gamma-decay (turn_discount={cfg.turn_discount}) is meant to make them fewer.\n\n"
+                  "| successful held-out episodes | before RL | after RL | after RL with turn_discount=1.0 |\n"
+                  "|---|---|---|---|\n")
+        md.append(f"| all | {mean(results.get('avg_turns_success_before'))} | {mean(t1)} | "
+                  f"{mean(results.get('avg_turns_success_no_discount')) if nd else 'not run'} |\n")
+        for key, m in (results.get("avg_turns_success_by_split") or {}).items():
+            md.append(f"| {key.replace('_', '-')} | {mean(m.get('before'))} | {mean(m.get('after'))} | "
+                      f"{mean(m.get('after_no_discount')) if nd else 'not run'} |\n")
+        tp = results.get("turns_paired")
+        if tp and tp.get("tasks"):
+            md.append(f"\nOn the {tp['tasks']} held-out tasks both arms solved, the discounted arm took fewer turns on "
+                      f"{tp['shorter_with_discount']} and more on {tp['longer_with_discount']} (mean difference "
+                      f"{tp['mean_difference']:+.3f} turns; exact sign test p = {tp['p_value']:.4g}).\n")
     md.append("\nStage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in results.get("stage_s", {}).items()) + "\n")
     md.append("\nFiles: `results.json`, `metrics.jsonl`, `runs/` (TensorBoard), `learning_curve.png`, `eval_*.jsonl` and "
               "`train_trajectories.jsonl` (open with `kimi-env view FILE --out report.html`), `config.json`.\n")
@@ -429,8 +480,8 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     if resume:
         cks = sorted(run_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
         ckpt = str(cks[-1]) if cks else None
-    rl_tasks = rl_train_tasks(cfg, tasks["train"])
-    trainer = run_rl(cfg, model, tok, rl_tasks, run_dir, resume=ckpt, stop=stop)
+    rl_tasks, shuffle = rl_train_tasks(cfg, tasks["train"])
+    trainer = run_rl(cfg, model, tok, rl_tasks, run_dir, resume=ckpt, stop=stop, shuffle=shuffle)
     stage["rl"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -445,11 +496,10 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
         model.load_state_dict(sft_state)
         cfg0 = cfg.replace(turn_discount=1.0, output_dir=str(run_dir / "no_discount"), save_steps=0)
         Path(cfg0.output_dir).mkdir(parents=True, exist_ok=True)
-        run_rl(cfg0, model, tok, rl_tasks, Path(cfg0.output_dir), stop=stop)
+        run_rl(cfg0, model, tok, rl_tasks, Path(cfg0.output_dir), stop=stop, shuffle=shuffle)
         model.eval()
         greedy.generator.version += 1
-        # multi-hop only: a successful one-hop episode takes 2 turns whatever the discount, so it says nothing here
-        no_discount = evaluate_heldout(cfg0, greedy, {**tasks, "one_hop": []}, Path(cfg0.output_dir), "after")
+        no_discount = evaluate_heldout(cfg0, greedy, tasks, Path(cfg0.output_dir), "after")
         stage["rl_no_discount"] = time.perf_counter() - t
 
     results: dict[str, Any] = {
@@ -471,17 +521,28 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     mo = mcnemar_exact(before["one_hop"]["flags"], after["one_hop"]["flags"])
     results["mcnemar_multi_hop"], results["mcnemar_one_hop"] = mc, mo
     results["p_value"] = mc["p_value"] if before["multi_hop"]["flags"] else mo["p_value"]
-    # average turns of successful held-out episodes: multi-hop ones where there are any (the ones whose length a
-    # policy can choose), else all (environments without hops)
-    key = "multi_hop" if tasks["multi_hop"] else "one_hop"
-    results["avg_turns_success"] = _mean_ci(after[key]["turns_success"])
-    results["avg_turns_success_before"] = _mean_ci(before[key]["turns_success"])
-    results["avg_turns_success_of"] = key
+    # average turns of successful held-out episodes (both splits pooled, and each split), and the paired comparison
+    # of the two arms on the tasks both solved
+    splits = [name for name in ("multi_hop", "one_hop") if tasks[name]]
+
+    def turns_ok(ev: dict[str, Any], names: list[str]) -> list[float]:
+        return [x for name in names for x in ev[name]["turns_success"]]
+
+    results["avg_turns_success"] = _mean_ci(turns_ok(after, splits))
+    results["avg_turns_success_before"] = _mean_ci(turns_ok(before, splits))
+    by_split: dict[str, Any] = {name: {"before": _mean_ci(turns_ok(before, [name])),
+                                       "after": _mean_ci(turns_ok(after, [name]))} for name in splits}
+    results["avg_turns_success_no_discount"] = None
     if no_discount is not None:
-        results["avg_turns_success_no_discount"] = _mean_ci(no_discount[key]["turns_success"])
+        results["avg_turns_success_no_discount"] = _mean_ci(turns_ok(no_discount, splits))
         results["multi_hop_after_no_discount"] = _proportion(no_discount["multi_hop"]["flags"])
-    else:
-        results["avg_turns_success_no_discount"] = None
+        results["one_hop_after_no_discount"] = _proportion(no_discount["one_hop"]["flags"])
+        for name in splits:
+            by_split[name]["after_no_discount"] = _mean_ci(turns_ok(no_discount, [name]))
+        pairs = [(a, b) for name in splits for a, b in zip(after[name]["turns"], no_discount[name]["turns"])
+                 if a is not None and b is not None]
+        results["turns_paired"] = paired_turns(pairs)
+    results["avg_turns_success_by_split"] = by_split
     results["stage_s"] = {k: round(v, 1) for k, v in stage.items()}
     results["wall_s"] = round(time.perf_counter() - start, 1)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True))

@@ -102,7 +102,7 @@ def _unused_reward(*args: Any, **kwargs: Any) -> list[float]:  # pragma: no cove
     raise RuntimeError("ReinforceTrainer computes rewards in its rollouts; this reward function is never called.")
 
 
-def grpo_args(cfg: ReinforceConfig) -> GRPOConfig:
+def grpo_args(cfg: ReinforceConfig, *, shuffle: bool = True) -> GRPOConfig:
     """The GRPOConfig that makes TRL's machinery run our loop (strictly on-policy, per-token advantages)."""
     n = cfg.group_size * cfg.tasks_per_step
     accum = n // cfg.micro_batch_size
@@ -118,7 +118,7 @@ def grpo_args(cfg: ReinforceConfig) -> GRPOConfig:
         bf16=cfg.dtype == "bfloat16", fp16=cfg.dtype == "float16", gradient_checkpointing=False,
         use_cpu=cfg.device == "cpu", report_to=["tensorboard"],
         remove_unused_columns=False, dataloader_num_workers=0, log_completions=False, disable_tqdm=True,
-        shuffle_dataset=True,
+        shuffle_dataset=shuffle,
     )
 
 
@@ -130,13 +130,16 @@ class ReinforceTrainer(GRPOTrainer):
         tokenizer: Its tokenizer (chat template used to render episodes).
         config: :class:`~trainers.config.ReinforceConfig`.
         train_tasks: Tasks to train on (``Task`` objects or dicts); each step draws ``tasks_per_step`` of them.
+        shuffle_tasks: Draw them in a seeded random order (True), or in the given order, ``tasks_per_step`` at a
+            time (False: the caller composes each step, e.g. a fixed mix of task kinds).
         env_fn: Zero-argument callable making a training environment (default: ``config.env_id`` with
             ``config.env_kwargs``).
         callbacks: transformers ``TrainerCallback`` objects (progress, metrics files, stopping).
     """
 
     def __init__(self, model: Any, tokenizer: Any, config: ReinforceConfig, train_tasks: list[Any], *,
-                 env_fn: Any = None, callbacks: list[Any] | None = None, policy: HFPolicy | None = None) -> None:
+                 env_fn: Any = None, callbacks: list[Any] | None = None, policy: HFPolicy | None = None,
+                 shuffle_tasks: bool = True) -> None:
         from datasets import Dataset
 
         self.kconfig = config
@@ -154,7 +157,7 @@ class ReinforceTrainer(GRPOTrainer):
             rows.append({"prompt": d["question"], "task": json.dumps(d, sort_keys=True)})
         if not rows:
             raise ValueError("ReinforceTrainer needs at least one training task.")
-        super().__init__(model=model, reward_funcs=[_unused_reward], args=grpo_args(config),
+        super().__init__(model=model, reward_funcs=[_unused_reward], args=grpo_args(config, shuffle=shuffle_tasks),
                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
                          peft_config=peft_config)
         self.tok = tokenizer
@@ -213,7 +216,7 @@ class ReinforceTrainer(GRPOTrainer):
         stats["step"] = self._rl_step
         self.rollout_log.append(stats)
         for key in ("reward", "success_rate", "avg_turns", "format_error_rate", "kept_fraction",
-                    "mixed_groups", "generated_tokens_per_s", "rollout_s"):
+                    "mixed_groups", "length_signal_groups", "generated_tokens_per_s", "rollout_s"):
             self._metrics["train"][f"rollout/{key}"].append(float(stats[key]))
         self._rl_step += 1
         self.model.train()
@@ -228,7 +231,7 @@ class ReinforceTrainer(GRPOTrainer):
         usable = [tr.error is None for tr in trajs]
         rewards = [tr.reward for tr in trajs]
         turn_adv: list[list[float]] = [[0.0] * tr.num_turns for tr in trajs]
-        mixed = 0
+        mixed = lengths_only = 0
         for members in groups.values():
             members = [i for i in members if usable[i]]
             if len(members) < 2 and cfg.baseline != "none":
@@ -236,6 +239,9 @@ class ReinforceTrainer(GRPOTrainer):
             r = [rewards[i] for i in members]
             if len(set(r)) > 1:
                 mixed += 1
+            elif not credit.uniform_credits(r, [trajs[i].num_turns for i in members], turn_discount=cfg.turn_discount,
+                                            success_threshold=cfg.success_threshold):
+                lengths_only += 1  # all correct, lengths differ: only the discount tells them apart
             adv = credit.advantages(r, [trajs[i].num_turns for i in members], turn_discount=cfg.turn_discount,
                                     baseline=cfg.baseline, success_threshold=cfg.success_threshold,
                                     skip_uniform_groups=cfg.skip_uniform_groups)
@@ -258,7 +264,7 @@ class ReinforceTrainer(GRPOTrainer):
             "episodes": len(trajs), "crashed": len(trajs) - len(ok), "reward": summ["mean_reward"],
             "success_rate": summ["pass@1"], "avg_turns": summ["avg_turns"],
             "format_error_rate": summ["format_error_rate"], "generated_tokens": summ["tokens_generated"],
-            "samples": len(samples), "mixed_groups": mixed, "groups": len(groups),
+            "samples": len(samples), "mixed_groups": mixed, "length_signal_groups": lengths_only, "groups": len(groups),
             "kept_fraction": sum(1 for i in range(len(trajs)) if usable[i] and keep[i]) / max(1, len(ok)),
         }
         return self._collate(samples), stats
