@@ -5,6 +5,8 @@ then the question); each action is the policy's whole turn; the observation afte
 rendered as text. The base class owns everything that is the same for every environment (template method):
 
 * turn counting, the turn budget (``max_turns``) and the context budget (``max_context_chars``);
+* context management (``context_budget``, ``memory``): past a soft budget, older tool outputs become short stubs
+  that keep their titles and URLs, so an episode of 60+ turns fits a fixed budget;
 * order checks: ``step`` before ``reset`` or after the episode ended raises :class:`~kimi_env.errors.ResetNeededError`;
 * parsing turns with the protocol, running a turn's tool calls concurrently, bounding and sanitizing observations;
 * the reward rule and the episode statistics in ``info``.
@@ -102,6 +104,27 @@ def _fit(contents: list[str], limit: int) -> list[str]:
     return out
 
 
+def _stub(call: ToolCall, result: ToolResult) -> str:
+    """A short stand-in for a tool output cut by context management: what it was, with its titles and URLs (the
+    URLs only where the output showed them)."""
+    meta, content = result.meta, result.content
+    head = f"[{call.name} output cut to save context"
+
+    def source(title: Any, url: Any) -> str:
+        title = " ".join(str(title or "").split())[:80]
+        shown = url and str(url) in content
+        return f"{title} <{url}>" if shown and title else (title or (str(url) if shown else ""))
+
+    if not result.ok:
+        return f"{head}; it was an error.]"
+    if meta.get("results"):
+        items = [source(r.get("title"), r.get("url")) for r in meta["results"][:5]]
+        return f"{head}. It listed: " + "; ".join(i for i in items if i) + "]"
+    if meta.get("url") or meta.get("title"):
+        return f"{head}. It showed: {source(meta.get('title'), meta.get('url'))}]"
+    return f"{head} ({len(content)} characters).]"
+
+
 class ToolEnv(gym.Env[str, str]):
     """Base class of kimi-env environments. See the module docstring for the contract.
 
@@ -111,6 +134,15 @@ class ToolEnv(gym.Env[str, str]):
             the episode.
         max_context_tokens: Budget on the whole conversation in tokens, counted with ``token_counter`` (replaces
             ``max_context_chars`` when given; pass both or neither).
+        context_budget: Context management (Kimi-Researcher's): a soft budget, in the same unit, below the hard one.
+            After a step leaves the conversation above it, the oldest tool outputs are replaced by short stubs that
+            keep their titles and URLs (``[search output cut to save context. It listed: ...]``), oldest first,
+            until it fits; if stubs alone are too much, the oldest shrink to ``[search output cut]``. The step's own
+            outputs and pinned ones (``memory``) are never cut. The history is then no
+            longer append-only: ``info["context_rewritten"]`` is True on that step and a policy re-reads
+            ``info["messages"]``. None (default): append-only, the hard budget alone.
+        memory: Add the ``memory`` tool (:class:`~kimi_env.tools.memory.MemoryTool`): notes the agent keeps, which
+            stay in context verbatim.
         token_counter: ``str -> int``, the number of tokens of a message's content (your tokenizer).
         max_observation_chars: Upper bound of every observation (also the observation space's ``max_length``).
         max_action_chars: Longest turn parsed; a longer turn is a format error (it is stored cut, with a marker).
@@ -147,6 +179,8 @@ class ToolEnv(gym.Env[str, str]):
         max_context_chars: int = 120_000,
         max_context_tokens: int | None = None,
         token_counter: Callable[[str], int] | None = None,
+        context_budget: int | None = None,
+        memory: bool = False,
         max_observation_chars: int = 16_000,
         max_action_chars: int = 16_000,
         format_penalty: float = -0.1,
@@ -182,8 +216,17 @@ class ToolEnv(gym.Env[str, str]):
                 problems.append(f"max_context_tokens must be an int >= 1, got {max_context_tokens!r}")
             if not callable(token_counter):
                 problems.append(f"token_counter must be a callable str -> int, got {type(token_counter).__name__}")
+        hard = max_context_tokens if max_context_tokens is not None else max_context_chars
+        if context_budget is not None and (isinstance(context_budget, bool) or not isinstance(context_budget, int)
+                                           or context_budget < 1 or (isinstance(hard, int) and context_budget >= hard)):
+            unit = "max_context_tokens" if max_context_tokens is not None else "max_context_chars"
+            problems.append(f"context_budget must be an int >= 1 below the hard budget {unit}={hard!r} (stubs need "
+                            f"room to work before the episode is cut), got {context_budget!r}")
+        if not isinstance(memory, bool):
+            problems.append(f"memory must be True or False, got {memory!r}")
         if problems:
             raise InvalidArgumentError(f"{type(self).__name__}: " + "; ".join(problems) + ".")
+        self.context_budget = context_budget
         self.max_turns = max_turns
         self.max_context_chars = max_context_chars
         self.max_context_tokens = max_context_tokens
@@ -210,6 +253,10 @@ class ToolEnv(gym.Env[str, str]):
                     tool.close()
         else:
             self.tools = available
+        if memory and "memory" not in {t.name for t in self.tools}:
+            from .tools.memory import MemoryTool
+
+            self.tools.append(MemoryTool())
         if tool_timeout is not None:
             for tool in self.tools:
                 tool.set_timeout(float(tool_timeout))
@@ -229,6 +276,10 @@ class ToolEnv(gym.Env[str, str]):
         self._episode = 0
         self._time_limit: int | None = None
         self._messages: list[dict[str, Any]] = []
+        self._sizes: list[int] = []
+        # context management: message index -> (its stubs, how many of them are applied)
+        self._stubs: dict[int, tuple[tuple[str, ...], int]] = {}
+        self._cut: set[int] = set()
         self._context_used = 0
         self._reset_stats()
 
@@ -286,6 +337,9 @@ class ToolEnv(gym.Env[str, str]):
         self._reset_stats()
         system, user = self._prompt_parts(self.protocol.instructions(self.tools), self._task_prompt(task))
         self._messages = []
+        self._sizes = []
+        self._stubs = {}
+        self._cut = set()
         self._context_used = 0
         self._append({"role": "system", "content": system})
         self._append({"role": "user", "content": user})
@@ -411,6 +465,7 @@ class ToolEnv(gym.Env[str, str]):
     ) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Commit the step (no awaits in here: a cancelled step never gets this far)."""
         before = len(self._messages)
+        self._rewritten = 0
         self._turn += 1
         self._format_errors += len(parsed.errors)
         self._last_errors = [f"{e.kind}: {e.message}" for e in parsed.errors]
@@ -440,8 +495,12 @@ class ToolEnv(gym.Env[str, str]):
             obs = "Answer recorded; the episode is over."
         else:
             obs = self._bound(self.protocol.render_results(results, parsed.errors))
-            for message in self._observation_messages(results, parsed.errors, obs):
+            messages = self._observation_messages(results, parsed.errors, obs)
+            for message, stub in zip(messages, self._stub_texts(results, len(messages))):
+                if stub is not None:
+                    self._stubs[len(self._messages)] = (tuple(neutralize(x) for x in stub), 0)
                 self._append(message)
+            self._manage_context(keep_from=before)
             over = self._budget_exceeded()
             if over is not None:
                 truncated, self._end_reason = True, "context_overflow"
@@ -471,6 +530,47 @@ class ToolEnv(gym.Env[str, str]):
             return [{"role": self.protocol.observation_role, "content": obs}]
         contents = _fit([neutralize(str(m.get("content", ""))) for m in messages], self.max_observation_chars)
         return [{**m, "content": c} for m, c in zip(messages, contents)]
+
+    def _stub_texts(self, results: list[tuple[ToolCall, ToolResult]],
+                    n_messages: int) -> list[tuple[str, str] | None]:
+        """The stubs of each observation message of a step (None: never cut), for context management: the first
+        keeps titles and URLs, the second (for when even stubs do not fit) only the tool name."""
+        if self.context_budget is None:
+            return [None] * n_messages
+        stubs = [None if r.meta.get("pin") else (_stub(c, r), f"[{c.name} output cut]") for c, r in results]
+        if n_messages == len(results):  # one message per call
+            return stubs
+        # one message for the whole step: cut it only if nothing in it is pinned
+        if not stubs or any(st is None for st in stubs):
+            return [None] * n_messages
+        return [("\n".join(a for a, _ in stubs), " ".join(b for _, b in stubs))] + [None] * (n_messages - 1)
+
+    def _manage_context(self, keep_from: int) -> None:
+        """Past ``context_budget``, replace the oldest tool outputs (before message ``keep_from``) by their stubs;
+        if the stubs alone are still too much, shorten the oldest stubs to the tool name."""
+        if self.context_budget is None:
+            return
+        for level in (0, 1):
+            for idx in sorted(self._stubs):
+                if self._context_used <= self.context_budget:
+                    return
+                if idx >= keep_from:
+                    break
+                stubs, done = self._stubs[idx]
+                if done > level:
+                    continue
+                stub = stubs[level]
+                self._stubs[idx] = (stubs, level + 1)
+                size = self._size(stub)
+                if size >= self._sizes[idx]:
+                    continue
+                if idx not in self._cut:
+                    self._cut.add(idx)
+                    self._stubbed += 1
+                self._messages[idx] = {**self._messages[idx], "content": stub}
+                self._context_used += size - self._sizes[idx]
+                self._sizes[idx] = size
+                self._rewritten += 1
 
     def _end_episode(self) -> None:
         """The episode is over (answer, budget, truncate, close, abandoning reset): tell the tools, once."""
@@ -575,10 +675,13 @@ class ToolEnv(gym.Env[str, str]):
         self._reward: float | None = None
         self._action_cut = 0
         self._step_calls: list[dict[str, Any]] = []
+        self._rewritten = 0
+        self._stubbed = 0
 
     def _append(self, message: dict[str, Any]) -> None:
         self._messages.append(message)
-        self._context_used += self._size(message["content"])
+        self._sizes.append(self._size(message["content"]))
+        self._context_used += self._sizes[-1]
 
     def _size(self, text: str) -> int:
         if self.token_counter is None:
@@ -649,6 +752,9 @@ class ToolEnv(gym.Env[str, str]):
             "new_messages": [dict(m) for m in self._messages[len(self._messages) - new:]] if new else [],
             "step_calls": [dict(c) for c in self._step_calls],
             "action_cut_chars": self._action_cut,
+            "context_rewritten": self._rewritten > 0,
+            "context_stubs": self._stubbed,
+            "context_used": self._context_used,
             "num_turns": self._turn,
             "tool_calls": dict(sorted(self._tool_calls.items())),
             "urls_visited": list(self._urls),

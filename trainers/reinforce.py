@@ -222,6 +222,22 @@ class ReinforceTrainer(GRPOTrainer):
         self.model.train()
         return batch
 
+    def _trunk_hidden(self, ids: list[int]) -> Any:
+        """The frozen trunk's output (the input of the first trained layer) for ``ids[:-1]``, as generation
+        captures it: for samples whose activations were not captured."""
+        import torch
+
+        runner = self.runner
+        with torch.no_grad():
+            x = torch.tensor([ids[:-1]])
+            n = x.shape[1]
+            idx = torch.arange(n)
+            mask = (idx[None, :] <= idx[:, None])[None, None]
+            h = runner.embed(x)
+            for layer in range(self._capture):
+                h, _, _ = runner.layer(layer, h, idx[None], mask)
+        return h[0]
+
     def _make_batch(self, trajs: list[Trajectory], jobs: list[EpisodeJob]) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg = self.kconfig
         groups: dict[Any, list[int]] = {}
@@ -257,6 +273,8 @@ class ReinforceTrainer(GRPOTrainer):
             for s in build_samples(tr, turn_adv[i]):
                 if self._capture is not None:
                     s.hidden = self.policy.captured_hidden(s.prompt + s.completion)
+                    if s.hidden is None:  # not captured in generation (a re-rendered context): run the trunk
+                        s.hidden = self._trunk_hidden(s.prompt + s.completion)
                 samples.append(s)
         ok = [tr for tr, u in zip(trajs, usable) if u]
         summ = summarize(ok, success_threshold=cfg.success_threshold)

@@ -6,6 +6,9 @@ messages (``info["new_messages"]`` when the environment gives it, else the obser
 tokenized, as the text the template adds after the last assistant turn, and appended to the ids the model actually
 sampled: the context of turn i+1 is turn i's context + its sampled ids + the tokenized tool response, never a
 re-rendering of earlier text.
+The one exception is context management (``ToolEnv(context_budget=...)``): on a step whose ``info`` says
+``context_rewritten``, older tool outputs were replaced by stubs, so the context is rendered afresh from
+``info["messages"]``; that turn's ``prompt_ids`` are then this new context, as the model saw it.
 
 **Batched generation.** :class:`BatchedGenerator` keeps, for every live episode, the key/value cache of its whole
 context. Pending turns of all episodes are served together in rounds: each round prefills only the tokens an episode
@@ -489,7 +492,11 @@ class _HFEpisode(EpisodePolicy):
 
     async def aact(self, observation: str, info: dict[str, Any]) -> Action:
         hf = self.hf
-        if self.turns > 0:
+        if self.turns > 0 and info.get("context_rewritten"):
+            # context management replaced older messages: the context is re-rendered from the conversation as it now
+            # stands (this turn's prompt as seen; the trajectory is then no longer append-only)
+            self.seq = hf.generator.new_seq(hf.initial_ids(info.get("messages") or []))
+        elif self.turns > 0:
             new = info.get("new_messages")
             if new is None:
                 new = (info.get("messages") or [])[self.n_messages:]

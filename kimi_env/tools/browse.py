@@ -350,7 +350,8 @@ class BrowseTool(Tool):
         elif s.current is None:
             return ToolResult.failure("no page is open; give url=... (for example a URL from search results).")
         doc = s.current
-        meta = {"urls": opened, "unique_urls_visited": len(s.visited), "pages": len(doc.pages)}
+        meta = {"urls": opened, "unique_urls_visited": len(s.visited), "pages": len(doc.pages), "title": doc.title,
+                "url": doc.url}
         if find is not None:
             return ToolResult.success(self._find(doc, find), **meta)
         if page > len(doc.pages):
