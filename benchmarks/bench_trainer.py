@@ -45,7 +45,8 @@ def run_ours(args) -> dict:
     cfg = preset("cpu-smollm2", max_steps=args.steps, tasks_per_step=args.tasks, group_size=args.group,
                  micro_batch_size=args.group, max_turns=args.turns, max_new_tokens=args.tokens_per_turn,
                  output_dir=f"{args.out}/ours", save_steps=0, compare_no_discount=False,
-                 rl_one_hop_fraction=None, train_layers=f"top-{args.top}", skip_uniform_groups=False)
+                 rl_one_hop_fraction=None, train_layers=f"top-{args.top}", skip_uniform_groups=False,
+                 baseline="none")  # every sampled token trains (an untrained model ties all rewards), as in TRL
     tasks = draw_tasks(cfg)["train"]
     model, tok = load_model("smollm2-135m")
     seqs: list[int] = []
