@@ -564,9 +564,7 @@ class ToolEnv(gym.Env[str, str]):
                 size = self._size(stub)
                 if size >= self._sizes[idx]:
                     continue
-                if idx not in self._cut:
-                    self._cut.add(idx)
-                    self._stubbed += 1
+                self._cut.add(idx)
                 self._messages[idx] = {**self._messages[idx], "content": stub}
                 self._context_used += size - self._sizes[idx]
                 self._sizes[idx] = size
@@ -676,7 +674,6 @@ class ToolEnv(gym.Env[str, str]):
         self._action_cut = 0
         self._step_calls: list[dict[str, Any]] = []
         self._rewritten = 0
-        self._stubbed = 0
 
     def _append(self, message: dict[str, Any]) -> None:
         self._messages.append(message)
@@ -753,7 +750,7 @@ class ToolEnv(gym.Env[str, str]):
             "step_calls": [dict(c) for c in self._step_calls],
             "action_cut_chars": self._action_cut,
             "context_rewritten": self._rewritten > 0,
-            "context_stubs": self._stubbed,
+            "context_stubs": len(self._cut),
             "context_used": self._context_used,
             "num_turns": self._turn,
             "tool_calls": dict(sorted(self._tool_calls.items())),

@@ -50,12 +50,15 @@ def mcnemar_exact(before: list[bool], after: list[bool]) -> dict[str, Any]:
         raise ValueError("paired outcomes must have the same length")
     b = sum(1 for x, y in zip(before, after) if not x and y)
     c = sum(1 for x, y in zip(before, after) if x and not y)
-    n = b + c
+    return {"improved": b, "worsened": c, "p_value": _sign_test(b, c)}
+
+
+def _sign_test(up: int, down: int) -> float:
+    """Exact two-sided sign test (binomial, p = 1/2) on ``up`` vs ``down`` unequal pairs."""
+    n = up + down
     if n == 0:
-        return {"improved": 0, "worsened": 0, "p_value": 1.0}
-    k = min(b, c)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
-    return {"improved": b, "worsened": c, "p_value": min(1.0, 2 * tail)}
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(up, down) + 1)) / 2 ** n)
 
 
 def paired_turns(pairs: list[tuple[float, float]]) -> dict[str, Any]:
@@ -67,9 +70,7 @@ def paired_turns(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     """
     shorter = sum(a < b for a, b in pairs)
     longer = sum(a > b for a, b in pairs)
-    n = shorter + longer
-    k = min(shorter, longer)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    p = _sign_test(shorter, longer)
     diff = sum(a - b for a, b in pairs) / len(pairs) if pairs else None
     return {"tasks": len(pairs), "shorter_with_discount": shorter, "longer_with_discount": longer,
             "mean_difference": diff, "p_value": p}
