@@ -13,6 +13,10 @@ Three figures, generated tokens per second, one JSON line:
 * ``unbatched``: the same generate call one prompt at a time (``--unbatched`` prompts; the rate is per token).
 
 Targets (issue 9): engine >= 0.8x static, >= 5x unbatched. Figures in docs/benchmarks.md.
+
+``--group G`` measures instead what computing a group's identical first-turn contexts once saves: ``--episodes``
+episodes as ``episodes / G`` tasks x G (the trainer's layout), the engine with that dedup on and off (same seeds),
+wall time of each and the prefill tokens computed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--unbatched", type=int, default=4)
+    p.add_argument("--group", type=int, default=1)
     args = p.parse_args(argv)
 
     import torch
@@ -47,6 +52,30 @@ def main(argv=None) -> int:
     engine = RolloutEngine("kimi_env/SearchQA-v0", policy, concurrency=args.episodes, env_kwargs=env_kwargs,
                            max_steps=args.turns + 1)
     engine.run([EpisodeJob(seed=10_000 + i) for i in range(4)])  # warm-up: environments, caches, threads
+    if args.group > 1:
+        import kimi_env
+
+        env = kimi_env.make("kimi_env/SearchQA-v0", **env_kwargs)
+        tasks = []
+        for i in range(args.episodes // args.group):
+            env.reset(seed=20_000 + i)
+            tasks.append(env.unwrapped.task.to_dict())
+        env.close()
+        jobs = [EpisodeJob(seed=i, task=tasks[i // args.group]) for i in range(len(tasks) * args.group)]
+        res = {"model": args.model, "episodes": len(jobs), "group": args.group}
+        for arm in (False, True, False, True):  # twice each, alternating: load drifts hit both arms alike
+            g = policy.generator
+            g.dedup = arm
+            g.stats["prefill_tokens"] = 0
+            g.gen.manual_seed(0)
+            t = time.perf_counter()
+            engine.run(jobs)
+            key = "dedup" if arm else "no_dedup"
+            res.setdefault(f"{key}_s", []).append(round(time.perf_counter() - t, 2))
+            res[f"{key}_prefill_tokens"] = g.stats["prefill_tokens"]
+        res["speedup"] = round(min(res["no_dedup_s"]) / min(res["dedup_s"]), 2)
+        print(json.dumps(res, sort_keys=True))
+        return 0
     t = time.perf_counter()
     trajs = engine.run([EpisodeJob(seed=i) for i in range(args.episodes)])
     engine_s = time.perf_counter() - t

@@ -1,12 +1,13 @@
 """``kimi_env/ColorBox-v0``: the smallest environment a tiny model can learn, for fast tests of the training
 mechanism (SFT, REINFORCE, gamma-decay, resume) and smoke runs (``kimi-env train --preset cpu-tiny``).
 
-Four boxes hold four of eight colors, drawn afresh every episode (6,720 distinct tasks); the question names a box. The ``open_box`` tool
-tells its color. Answering without opening is a 1-in-8 guess; opening the box and copying the color always wins.
+Four boxes (``boxes=``) hold four of eight colors, drawn afresh every episode (6,720 distinct tasks); the question
+names a box. The ``open_box`` tool tells its color. Answering without opening is a 1-in-8 guess; opening the box and
+copying the color always wins.
 
 ``palette="digits"`` puts four of the ten digits in the boxes instead (5,040 distinct tasks, a 1-in-10 guess): the
-answer is then one character to copy, which a from-scratch byte-level model (``tiny``) learns within minutes on
-CPU, where copying a color word takes it far longer (measured in docs/learning.md).
+answer is then one character to copy, which the from-scratch ``tiny`` model learns in a few hundred SFT steps on
+CPU (``kimi-env train --preset cpu-tiny``; measured in docs/learning.md).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class OpenBoxTool(Tool):
         """Open a box and see its color.
 
         Args:
-            box: Box number, 1 to 4.
+            box: Box number, from 1.
         """
         if box not in self.boxes:
             return ToolResult.failure(f"there is no box {box}; boxes are numbered 1 to {len(self.boxes)}.")
@@ -46,15 +47,21 @@ class ColorBoxEnv(ToolEnv):
 
     Args:
         palette: ``"colors"`` (eight color words) or ``"digits"`` (the ten digits).
+        boxes: How many boxes (1 to the palette's size; default 4). With one box the question need not be read:
+            open it and copy what it shows.
         **kwargs: Everything :class:`~kimi_env.ToolEnv` takes (``max_turns``, ``protocol``, ...).
     """
 
-    def __init__(self, *, palette: str = "colors", **kwargs: Any) -> None:
+    def __init__(self, *, palette: str = "colors", boxes: int = BOXES, **kwargs: Any) -> None:
         if palette not in PALETTES:
             from kimi_env.errors import unknown_name
 
             raise unknown_name("palette", str(palette), PALETTES)
         self.palette = PALETTES[palette]
+        if isinstance(boxes, bool) or not isinstance(boxes, int) or not 1 <= boxes <= len(self.palette):
+            raise InvalidArgumentError(f"ColorBox-v0: boxes={boxes!r}; expected an int from 1 to "
+                                       f"{len(self.palette)} (the palette's size), e.g. boxes=4.")
+        self.n_boxes = boxes
         kwargs.setdefault("max_turns", 3)
         super().__init__(**kwargs)
 
@@ -64,8 +71,8 @@ class ColorBoxEnv(ToolEnv):
 
     def _sample_task(self) -> Task:
         rng = self.np_random
-        order = [self.palette[int(i)] for i in rng.choice(len(self.palette), BOXES, replace=False)]
-        box = int(rng.integers(1, BOXES + 1))
+        order = [self.palette[int(i)] for i in rng.choice(len(self.palette), self.n_boxes, replace=False)]
+        box = int(rng.integers(1, self.n_boxes + 1))
         self._box_tool.boxes = {i + 1: c for i, c in enumerate(order)}
         what = "digit" if self.palette is DIGITS else "color"
         return Task(id=f"box{box}-{'-'.join(order)}", question=f"Which {what} is in box {box}?",

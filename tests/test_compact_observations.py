@@ -143,3 +143,20 @@ def test_colorbox_digits_palette_is_solved_by_its_oracle_and_a_bad_palette_is_na
         env.close()
     with pytest.raises(UnknownNameError, match="palette"):
         kimi_env.make("kimi_env/ColorBox-v0", palette="letters")
+
+
+def test_colorbox_box_count_is_an_option_and_a_bad_one_is_refused():
+    from kimi_env.envs.toy import ColorBoxOracle
+    from kimi_env.policies import FunctionPolicy
+
+    env = kimi_env.make("kimi_env/ColorBox-v0", protocol="xml-brief", palette="digits", boxes=7)
+    try:
+        env.reset(seed=1)
+        assert len(env.unwrapped.task.metadata["boxes"]) == 7
+        res = evaluate(env, FunctionPolicy(ColorBoxOracle.turn, name="oracle"), episodes=10, seed=0)
+        assert res["pass@1"] == 1.0, res
+    finally:
+        env.close()
+    for bad in (0, 11, "4", True):
+        with pytest.raises(InvalidArgumentError, match=r"boxes=.*expected an int from 1 to 10"):
+            kimi_env.make("kimi_env/ColorBox-v0", palette="digits", boxes=bad)

@@ -64,6 +64,27 @@ def test_recorded_logprobs_reproduce_and_contexts_are_exact(tiny, tmp_path):
     tiny.generator.stop_ids = set(tiny.generator.stop_ids_default)
 
 
+def test_a_group_of_one_task_is_prefilled_once_and_stays_token_exact(tiny):
+    env = kimi_env.make("kimi_env/ColorBox-v0", protocol="xml", max_turns=2)
+    env.reset(seed=3)
+    task = env.unwrapped.task.to_dict()
+    env.close()
+    tiny.generator.stop_ids = set(range(0, len(tiny.tokenizer), 2))
+    before = dict(tiny.generator.stats)
+    engine = RolloutEngine("kimi_env/ColorBox-v0", tiny, concurrency=4, env_kwargs={"protocol": "xml", "max_turns": 2})
+    trajs = engine.run([EpisodeJob(seed=i, task=task) for i in range(4)])
+    st = tiny.generator.stats
+    first = trajs[0].turns[0].prompt_ids
+    assert all(tr.turns[0].prompt_ids == first for tr in trajs)
+    # the question after the shared system prompt was computed for one row and copied to three
+    assert st["prefill_deduped_tokens"] - before["prefill_deduped_tokens"] >= 3
+    for tr in trajs:
+        for t in tr.turns:
+            lp = rescore(tiny.model, t.prompt_ids, t.completion_ids)
+            assert torch.allclose(lp, torch.tensor(t.logprobs), atol=2e-3), (lp, t.logprobs)
+    tiny.generator.stop_ids = set(tiny.generator.stop_ids_default)
+
+
 def test_greedy_is_deterministic_and_records_plain_logprobs(tiny):
     greedy = get_policy("hf:tiny", greedy=True, max_new_tokens=8)
     greedy.model.load_state_dict(tiny.model.state_dict())

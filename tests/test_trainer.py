@@ -54,6 +54,10 @@ def test_bad_configs_fail_before_any_work_and_name_the_field():
         ReinforceConfig(partial_rollouts=True)
     with pytest.raises(InvalidArgumentError, match="rl_one_hop_fraction=1.5"):
         ReinforceConfig(rl_one_hop_fraction=1.5)
+    with pytest.raises(InvalidArgumentError, match="eval_samples=4 with eval_temperature=0"):
+        ReinforceConfig(eval_samples=4)
+    with pytest.raises(InvalidArgumentError, match="eval_temperature=-1"):
+        ReinforceConfig(eval_temperature=-1)
 
 
 def test_masked_tokens_get_exactly_zero_gradient(tmp_path):
@@ -215,3 +219,15 @@ def test_rl_task_mix_lays_out_each_step_and_the_trainer_keeps_that_order(tmp_pat
     trainer.train()
     seen = [tr.task_id for tr in trainer.last_trajectories]
     assert seen == [t.id for t in tasks[2:4] for _ in range(tcfg.group_size)]
+
+
+def test_warmup_steps_take_effect_with_the_constant_schedule(tmp_path):
+    # transformers' "constant" schedule ignores warmup_steps; a config asking for both gets constant-with-warm-up
+    from kimi_env.trainers.reinforce import grpo_args
+
+    args = grpo_args(ReinforceConfig(warmup_steps=4, output_dir=str(tmp_path)))
+    assert str(args.lr_scheduler_type).endswith("constant_with_warmup") and args.warmup_steps == 4
+    plain = grpo_args(ReinforceConfig(output_dir=str(tmp_path)))
+    assert str(plain.lr_scheduler_type).endswith("constant") and "warmup" not in str(plain.lr_scheduler_type)
+    cosine = grpo_args(ReinforceConfig(warmup_steps=4, lr_scheduler_type="cosine", output_dir=str(tmp_path)))
+    assert str(cosine.lr_scheduler_type).endswith("cosine")

@@ -72,7 +72,9 @@ class ReinforceConfig:
     max_steps: int = _f(20, "RL steps (one optimizer update each).")
     learning_rate: float = _f(1e-5, "AdamW learning rate of RL.")
     lr_scheduler_type: str = _f("constant", "Learning-rate schedule (any transformers scheduler name).")
-    warmup_steps: int = _f(0, "Warm-up steps of the schedule.")
+    warmup_steps: int = _f(0, "Linear warm-up steps of the schedule (with 'constant', the constant-with-warm-up "
+                              "schedule). Adam's first steps move every weight by about the learning rate whatever "
+                              "the gradient's size; a warm-up keeps those first steps small.")
     max_grad_norm: float = _f(1.0, "Gradient clipping (global norm).")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
     kl_coef: float = _f(0.0, "Weight of a KL penalty to the starting policy (0: none).")
@@ -87,6 +89,10 @@ class ReinforceConfig:
     # ------------------------------------------------------------------ evaluation, logging, checkpoints
     eval_multi_hop: int = _f(200, "Held-out multi-hop test tasks evaluated before and after RL (distinct tasks).")
     eval_one_hop: int = _f(100, "Held-out one-hop test tasks evaluated before and after RL.")
+    eval_temperature: float = _f(0.0, "Decoding of held-out evaluation: 0 is greedy (pass@1 of the argmax policy, one "
+                                      "episode per task); > 0 samples at this temperature, eval_samples episodes per "
+                                      "task (pass@1 estimated over them; the paired test pairs task and sample).")
+    eval_samples: int = _f(1, "Episodes per held-out task (more than 1 needs eval_temperature > 0).")
     eval_every: int = _f(0, "Evaluate a small held-out slice every this many RL steps (0: only before and after).")
     eval_slice: int = _f(32, "Tasks in the periodic held-out slice.")
     compare_no_discount: bool = _f(False, "Also run RL with turn_discount=1.0 from the same start and report the "
@@ -113,7 +119,7 @@ class ReinforceConfig:
         if not -1.0 <= self.format_penalty <= 0.0:
             p.append(f"format_penalty={self.format_penalty!r} is outside [-1, 0]")
         for name in ("group_size", "tasks_per_step", "max_steps", "max_hops", "max_turns",
-                     "max_new_tokens", "concurrency",
+                     "max_new_tokens", "concurrency", "eval_samples",
                      "micro_batch_size", "max_context_tokens"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -136,6 +142,11 @@ class ReinforceConfig:
             p.append("partial_rollouts=True: turn-level partial rollouts are not implemented yet (the rollout engine "
                      "cannot pause an episode across steps); set partial_rollouts=False. Bound long episodes with "
                      "max_turns or episode_timeout_s meanwhile")
+        if not (isinstance(self.eval_temperature, (int, float)) and self.eval_temperature >= 0):
+            p.append(f"eval_temperature={self.eval_temperature!r} must be >= 0 (0: greedy)")
+        elif self.eval_temperature == 0 and isinstance(self.eval_samples, int) and self.eval_samples > 1:
+            p.append(f"eval_samples={self.eval_samples} with eval_temperature=0: greedy decoding plays the same "
+                     "episode every time; set eval_temperature (e.g. 1.0) or eval_samples=1")
         if self.kl_coef < 0:
             p.append(f"kl_coef={self.kl_coef!r} must be >= 0")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -200,11 +211,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         kinds=["lookup", "multihop"], concurrency=64,
     ),
     "cpu-tiny": dict(
-        model="tiny", env_id="kimi_env/ColorBox-v0", env_kwargs={"protocol": "xml"}, kinds=[], train_layers="full",
-        learning_rate=3e-4, group_size=8, tasks_per_step=8, max_steps=10, max_turns=3, max_new_tokens=48,
-        turn_discount=0.9, micro_batch_size=16, sft_episodes=128, sft_steps=60, sft_batch_size=16,
-        sft_learning_rate=2e-3,
-        sft_train_layers="full", eval_multi_hop=0, eval_one_hop=32, compare_no_discount=False, concurrency=16,
+        model="tiny", env_id="kimi_env/ColorBox-v0", env_kwargs={"protocol": "xml-brief", "palette": "digits"},
+        kinds=[], train_layers="full", learning_rate=3e-4, group_size=8, tasks_per_step=8, max_steps=40, max_turns=3,
+        max_new_tokens=24, turn_discount=0.9, micro_batch_size=16, sft_episodes=1000, sft_steps=300, warmup_steps=5,
+        sft_batch_size=16, sft_learning_rate=1e-3, sft_train_layers="full", eval_multi_hop=0, eval_one_hop=128,
+        eval_temperature=1.0, eval_samples=8, compare_no_discount=False, concurrency=64, sample_trajectories=4,
     ),
     "gpu-smollm2": dict(
         model="HuggingFaceTB/SmolLM2-360M-Instruct", device="cuda", dtype="bfloat16", train_layers="full",

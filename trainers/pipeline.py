@@ -7,7 +7,9 @@ Stages (each logs one line to stderr with its wall time):
    and ``eval_one_hop`` one-hop tasks.
 2. **Model.** ``config.model`` (``smollm2-135m`` offline on CPU).
 3. **SFT cold start** on the scripted oracle's successful training episodes (:mod:`trainers.sft`).
-4. **Evaluation before RL**: greedy decoding on every held-out task.
+4. **Evaluation before RL**: greedy decoding on every held-out task (or, with ``eval_temperature > 0``,
+   ``eval_samples`` sampled episodes per task, the sampler's random stream restarted at the same seed for every
+   evaluation).
 5. **RL** with :class:`trainers.reinforce.ReinforceTrainer`.
 6. **Evaluation after RL** on the same tasks; with ``compare_no_discount`` a second RL run from the same SFT weights
    with ``turn_discount=1.0`` and its own evaluation.
@@ -230,14 +232,20 @@ def play(cfg: ReinforceConfig, policy: Any, tasks: list[Any], *, split: str | No
 
 def evaluate_heldout(cfg: ReinforceConfig, policy: Any, tasks: dict[str, list[Any]], run_dir: Path, tag: str
                      ) -> dict[str, Any]:
+    """Play every held-out task (``eval_samples`` times each, task-major order) and return, per split, one success
+    flag and one turn count (None for failures) per episode, in the same order for every evaluation (the pairs of
+    the paired test)."""
     res: dict[str, Any] = {}
+    k = cfg.eval_samples if cfg.eval_temperature > 0 else 1
     for name in ("multi_hop", "one_hop"):
         t0 = time.perf_counter()
-        trajs = play(cfg, policy, tasks[name], split="test", out=run_dir / f"eval_{tag}_{name}.jsonl",
+        if cfg.eval_temperature > 0:  # the same random stream for every evaluation
+            policy.generator.gen.manual_seed(cfg.seed + 4242)
+        jobs = [t for t in tasks[name] for _ in range(k)]
+        trajs = play(cfg, policy, jobs, split="test", out=run_dir / f"eval_{tag}_{name}.jsonl",
                      label=f"eval {tag} {name}")
-        by_id = {tr.task_id: tr for tr in trajs}
-        flags = [bool(by_id.get(t.id) is not None and by_id[t.id].success) for t in tasks[name]]
-        turns = [float(by_id[t.id].num_turns) if f else None for t, f in zip(tasks[name], flags)]
+        flags = [bool(tr is not None and tr.task_id == t.id and tr.success) for t, tr in zip(jobs, trajs)]
+        turns = [float(tr.num_turns) if f else None for tr, f in zip(trajs, flags)]
         res[name] = {"flags": flags, "turns": turns, "turns_success": [x for x in turns if x is not None], "summary": summarize(trajs),
                      "seconds": round(time.perf_counter() - t0, 1)}
         if tasks[name]:
@@ -362,8 +370,11 @@ def _report_md(cfg: ReinforceConfig, results: dict[str, Any], command: str) -> s
 
     md = [f"# kimi-env run report\n\nCommand: `{command}`  \nSeed: {cfg.seed}  \nWall time: "
           f"{results['wall_s'] / 60:.1f} min  \nEnvironment: `{cfg.env_id}`, model `{cfg.model}`\n\n"
-          "Held-out tasks come from the test split (entities never seen in training tasks); each is played once with "
-          "greedy decoding before RL (after the SFT cold start) and after RL.\n\n"
+          "Held-out tasks come from the test split (entities never seen in training tasks); each is played "
+          + ("once with greedy decoding" if cfg.eval_temperature == 0 else
+             f"{cfg.eval_samples} times, sampling at temperature {cfg.eval_temperature} (the same random stream "
+             "each time)")
+          + " before RL (after the SFT cold start) and after RL.\n\n"
           "| held-out tasks | episodes | pass@1 before RL (95% CI) | pass@1 after RL (95% CI) |\n|---|---|---|---|\n"]
     md.append(row("multi-hop (2+ hops)", "multi_hop"))
     md.append(row("one-hop", "one_hop"))
@@ -444,6 +455,9 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     stage["model"] = time.perf_counter() - t
     greedy = HFPolicy(model_obj=model, tokenizer=tok, greedy=True, max_new_tokens=cfg.max_new_tokens,
                       max_batch=cfg.concurrency, model=cfg.model)
+    evaluator = greedy if cfg.eval_temperature == 0 else HFPolicy(
+        model_obj=model, tokenizer=tok, temperature=cfg.eval_temperature, max_new_tokens=cfg.max_new_tokens,
+        max_batch=cfg.concurrency, model=cfg.model, seed=cfg.seed + 4242)
     _log(f"model {cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters "
          f"({stage['model']:.0f} s)")
 
@@ -472,8 +486,8 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
     sft_state = copy.deepcopy(model.state_dict()) if cfg.compare_no_discount else None
 
     t = time.perf_counter()
-    greedy.generator.version += 1
-    before = evaluate_heldout(cfg, greedy, tasks, run_dir, "before")
+    evaluator.generator.version += 1
+    before = evaluate_heldout(cfg, evaluator, tasks, run_dir, "before")
     stage["eval_before"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -487,8 +501,8 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
 
     t = time.perf_counter()
     model.eval()
-    greedy.generator.version += 1
-    after = evaluate_heldout(cfg, greedy, tasks, run_dir, "after")
+    evaluator.generator.version += 1
+    after = evaluate_heldout(cfg, evaluator, tasks, run_dir, "after")
     stage["eval_after"] = time.perf_counter() - t
 
     no_discount = None
@@ -499,8 +513,8 @@ def run(cfg: ReinforceConfig, *, resume: str | None = None, command: str = "kimi
         Path(cfg0.output_dir).mkdir(parents=True, exist_ok=True)
         run_rl(cfg0, model, tok, rl_tasks, Path(cfg0.output_dir), stop=stop, shuffle=shuffle)
         model.eval()
-        greedy.generator.version += 1
-        no_discount = evaluate_heldout(cfg0, greedy, tasks, Path(cfg0.output_dir), "after")
+        evaluator.generator.version += 1
+        no_discount = evaluate_heldout(cfg0, evaluator, tasks, Path(cfg0.output_dir), "after")
         stage["rl_no_discount"] = time.perf_counter() - t
 
     results: dict[str, Any] = {

@@ -108,7 +108,10 @@ def grpo_args(cfg: ReinforceConfig, *, shuffle: bool = True) -> GRPOConfig:
     accum = n // cfg.micro_batch_size
     return GRPOConfig(
         output_dir=cfg.output_dir, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, max_grad_norm=cfg.max_grad_norm,
+        # transformers' "constant" schedule ignores warm-up steps; "constant_with_warmup" is what a user asking for both
+        # means
+        lr_scheduler_type="constant_with_warmup" if cfg.lr_scheduler_type == "constant" and cfg.warmup_steps
+        else cfg.lr_scheduler_type, warmup_steps=cfg.warmup_steps, max_grad_norm=cfg.max_grad_norm,
         weight_decay=cfg.weight_decay, per_device_train_batch_size=cfg.micro_batch_size,
         gradient_accumulation_steps=accum, steps_per_generation=accum, num_generations=cfg.group_size,
         num_iterations=1, beta=0.0, loss_type="bnpo", scale_rewards="none", max_completion_length=cfg.max_new_tokens,

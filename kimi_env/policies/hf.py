@@ -14,7 +14,8 @@ The one exception is context management (``ToolEnv(context_budget=...)``): on a 
 context. Pending turns of all episodes are served together in rounds: each round prefills only the tokens an episode
 has not yet computed (the new tool response) and then decodes all sequences of the round in one batch, one forward
 pass per token. The prompt prefix every episode shares (the system prompt) is computed once per weights version and
-reused. A sequence that finishes early is handed back at once so its episode can step its environment while the
+reused, and sequences of a round with identical contexts (the episodes of one task's group at their first turn) are
+computed once. A sequence that finishes early is handed back at once so its episode can step its environment while the
 rest of the round decodes; its next turn joins the next round.
 
 The forward pass is written against the modules of a Llama-family model (``LlamaForCausalLM``: SmolLM2, Llama,
@@ -152,6 +153,8 @@ class BatchedGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         #: bump after every optimizer step: caches computed under older weights are recomputed
         self.version = 0
+        #: compute identical contexts of a round once (a group's first turn); False only to measure what it saves
+        self.dedup = True
         #: index of the layer whose input hidden states are captured for the trainer (None: no capture)
         self.capture_layer: int | None = None
         self._pending: list[_Request] = []
@@ -160,7 +163,7 @@ class BatchedGenerator:
         self._task: asyncio.Task | None = None
         self._prefix: _Seq | None = None
         self.stats = {"rounds": 0, "generated_tokens": 0, "prefill_tokens": 0, "prefix_reused_tokens": 0,
-                      "generate_s": 0.0}
+                      "prefill_deduped_tokens": 0, "generate_s": 0.0}
 
     # ------------------------------------------------------------------ shared prefix
     def set_prefix(self, ids: list[int]) -> None:
@@ -237,6 +240,9 @@ class BatchedGenerator:
         left-padded in the buffers, its new tokens right-aligned after them; ``extra`` free slots follow for
         decoding. Returns (last hidden state of each sequence, (k_bufs, v_bufs, valid, length))."""
         torch = self.torch
+        dup = self._dedup(seqs, extra) if self.dedup else None
+        if dup is not None:
+            return dup
         r = self.runner
         b = len(seqs)
         cached = [s.cached for s in seqs]
@@ -275,6 +281,30 @@ class BatchedGenerator:
             s.version = self.version
         self.stats["prefill_tokens"] += sum(new)
         return h[:, -1], (k_bufs, v_bufs, valid, c_max + n_max)
+
+    def _dedup(self, seqs: list[_Seq], extra: int) -> tuple[Any, Any] | None:
+        """Sequences of a round with the same ids over the same cache (a group's episodes at their first turn: one
+        task, one prompt) are computed once and their rows copied; None when every sequence is distinct."""
+        keys = [(s.cached, id(s.keys[0]) if s.keys else 0, tuple(s.ids)) for s in seqs]
+        first: dict[Any, int] = {}
+        rep = [first.setdefault(k, len(first)) for k in keys]
+        if len(first) == len(seqs):
+            return None
+        heads = sorted(set(rep), key=rep.index)
+        head_of = {u: next(i for i, x in enumerate(rep) if x == u) for u in heads}
+        uniq = [seqs[head_of[u]] for u in heads]
+        last, (k_bufs, v_bufs, valid, length) = self._prefill(uniq, extra=extra)
+        idx = self.torch.tensor(rep)
+        for i, s in enumerate(seqs):
+            src = uniq[rep[i]]
+            if s is not src:
+                s.version = src.version
+                if self.capture_layer is not None and src.hidden:
+                    s.hidden.append(src.hidden[-1])
+                self.stats["prefill_deduped_tokens"] += len(s.ids) - s.cached
+        return last.index_select(0, idx), ([k.index_select(0, idx) for k in k_bufs],
+                                           [v.index_select(0, idx) for v in v_bufs], valid.index_select(0, idx),
+                                           length)
 
     def _store(self, seqs: list[_Seq], bufs: Any) -> None:
         """Keep each sequence's real cache positions (drop the padding) after a round."""
