@@ -50,6 +50,10 @@ def _documents() -> list[Document]:
     return docs
 
 
+class _Navigating(AssertionError):
+    """The page was replaced while a command ran on it (a click's navigation landed mid-poll)."""
+
+
 class _DevTools:
     """The smallest DevTools-protocol client: send a command, wait for its answer."""
 
@@ -64,7 +68,10 @@ class _DevTools:
             msg = await self.ws.receive_json(timeout=60)
             if msg.get("id") == self.n:
                 if "error" in msg:
-                    raise AssertionError(f"{method}: {msg['error']}")
+                    err = msg["error"]
+                    if "navigated" in str(err.get("message", "")):
+                        raise _Navigating(f"{method}: {err}")
+                    raise AssertionError(f"{method}: {err}")
                 return msg["result"]
 
     async def eval(self, expression: str):
@@ -76,7 +83,12 @@ class _DevTools:
     async def until(self, condition: str, what: str) -> None:
         """Wait (up to a minute: the machine may be busy) until the page satisfies ``condition``."""
         deadline = time.monotonic() + 60
-        while not await self.eval(f"document.readyState === 'complete' && ({condition})"):
+        while True:
+            try:  # a poll that lands while the page is being replaced asks again (how long that takes is load)
+                if await self.eval(f"document.readyState === 'complete' && ({condition})"):
+                    return
+            except _Navigating:
+                pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"the page never showed {what}; at {await self.eval('location.href')}")
             await asyncio.sleep(0.1)
