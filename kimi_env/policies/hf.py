@@ -285,14 +285,17 @@ class BatchedGenerator:
     def _dedup(self, seqs: list[_Seq], extra: int) -> tuple[Any, Any] | None:
         """Sequences of a round with the same ids over the same cache (a group's episodes at their first turn: one
         task, one prompt) are computed once and their rows copied; None when every sequence is distinct."""
-        keys = [(s.cached, id(s.keys[0]) if s.keys else 0, tuple(s.ids)) for s in seqs]
-        first: dict[Any, int] = {}
-        rep = [first.setdefault(k, len(first)) for k in keys]
-        if len(first) == len(seqs):
+        slot: dict[Any, int] = {}  # context -> its row among the distinct sequences
+        uniq: list[_Seq] = []
+        rep: list[int] = []  # the distinct row each sequence copies
+        for s in seqs:
+            key = (s.cached, id(s.keys[0]) if s.keys else 0, tuple(s.ids))
+            if key not in slot:
+                slot[key] = len(uniq)
+                uniq.append(s)
+            rep.append(slot[key])
+        if len(uniq) == len(seqs):
             return None
-        heads = sorted(set(rep), key=rep.index)
-        head_of = {u: next(i for i, x in enumerate(rep) if x == u) for u in heads}
-        uniq = [seqs[head_of[u]] for u in heads]
         last, (k_bufs, v_bufs, valid, length) = self._prefill(uniq, extra=extra)
         idx = self.torch.tensor(rep)
         for i, s in enumerate(seqs):
