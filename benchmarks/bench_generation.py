@@ -14,6 +14,9 @@ Three figures, generated tokens per second, one JSON line:
 
 Targets (issue 9): engine >= 0.8x static, >= 5x unbatched. Figures in docs/benchmarks.md.
 
+``--stop-every K`` also ends a turn at every K-th token id, so that turns vary in length as a trained policy's do
+(an untrained model runs every turn to ``--tokens``); the static call is then forced to the mean length.
+
 ``--group G`` measures instead what computing a group's identical first-turn contexts once saves: ``--episodes``
 episodes as ``episodes / G`` tasks x G (the trainer's layout), the engine with that dedup on and off (same seeds),
 wall time of each and the prefill tokens computed.
@@ -35,6 +38,9 @@ def main(argv=None) -> int:
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--unbatched", type=int, default=4)
     p.add_argument("--group", type=int, default=1)
+    p.add_argument("--stop-every", type=int, default=0,
+                   help="also end a turn at every K-th token id (an untrained model seldom stops by itself: this "
+                        "gives turns of varied length, as a trained policy's are; 0: off)")
     args = p.parse_args(argv)
 
     import torch
@@ -47,6 +53,8 @@ def main(argv=None) -> int:
     model.eval()
     policy = HFPolicy(model_obj=model, tokenizer=tok, temperature=1.0, max_new_tokens=args.tokens, seed=0,
                       max_batch=args.episodes, model=args.model)
+    if args.stop_every:
+        policy.generator.stop_ids |= set(range(0, len(tok), args.stop_every))
     env_kwargs = {"split": "test", "protocol": "xml-brief", "search_top_k": 1, "search_urls": False,
                   "search_snippet_chars": 60, "max_turns": args.turns}
     engine = RolloutEngine("kimi_env/SearchQA-v0", policy, concurrency=args.episodes, env_kwargs=env_kwargs,
@@ -107,7 +115,8 @@ def main(argv=None) -> int:
         "engine_tokens_per_s": round(gen / engine_s, 1),
         "static_tokens_per_s": round(len(prompts) * per_episode / static_s, 1),
         "unbatched_tokens_per_s": round(args.unbatched * per_episode / single_s, 1),
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "stop_every": args.stop_every,
+        "engine_stats": {k: round(v, 2) for k, v in policy.generator.stats.items()},
     }
     res["engine_vs_static"] = round(res["engine_tokens_per_s"] / res["static_tokens_per_s"], 2)
     res["engine_vs_unbatched"] = round(res["engine_tokens_per_s"] / res["unbatched_tokens_per_s"], 2)

@@ -125,3 +125,31 @@ def test_eval_cli_with_an_hf_policy_writes_token_exact_trajectories(tmp_path):
     assert report["episodes"] == 4 and report["tokens_generated"] > 0
     trajs = read_trajectories(out)
     assert all(t.turns and t.turns[0].prompt_ids and t.model == "tiny" for t in trajs)
+
+
+def test_captured_trunk_activations_equal_a_full_forward(tiny):
+    """The trainer's top-K path reuses the activations entering layer K from generation instead of recomputing the
+    frozen trunk: over multi-turn episodes whose turns join the running batch at different times, the captured
+    states must be those of a plain forward over the whole token sequence."""
+    g = tiny.generator
+    layer = tiny.model.config.num_hidden_layers - 1
+    g.capture_layer = layer
+    g.stop_ids = set(range(0, len(tiny.tokenizer), 3))
+    try:
+        trajs = RolloutEngine("kimi_env/ColorBox-v0", tiny, concurrency=5,
+                              env_kwargs={"protocol": "xml", "max_turns": 3}).run([EpisodeJob(seed=i) for i in range(7)])
+        checked = 0
+        for tr in trajs:
+            last = tr.turns[-1]
+            ids = last.prompt_ids + last.completion_ids
+            h = tiny.captured_hidden(ids)
+            assert h is not None and h.shape[0] == len(ids) - 1
+            with torch.no_grad():
+                ref = tiny.model(torch.tensor([ids]), output_hidden_states=True).hidden_states[layer][0, :-1]
+            assert torch.allclose(h, ref, atol=1e-4), (h - ref).abs().max()
+            checked += len(tr.turns) > 1
+        assert checked >= 2  # multi-turn episodes were among them
+    finally:
+        g.capture_layer = None
+        g.stop_ids = set(g.stop_ids_default)
+        tiny.clear_captured()

@@ -10,13 +10,14 @@ The one exception is context management (``ToolEnv(context_budget=...)``): on a 
 ``context_rewritten``, older tool outputs were replaced by stubs, so the context is rendered afresh from
 ``info["messages"]``; that turn's ``prompt_ids`` are then this new context, as the model saw it.
 
-**Batched generation.** :class:`BatchedGenerator` keeps, for every live episode, the key/value cache of its whole
-context. Pending turns of all episodes are served together in rounds: each round prefills only the tokens an episode
-has not yet computed (the new tool response) and then decodes all sequences of the round in one batch, one forward
-pass per token. The prompt prefix every episode shares (the system prompt) is computed once per weights version and
-reused, and sequences of a round with identical contexts (the episodes of one task's group at their first turn) are
-computed once. A sequence that finishes early is handed back at once so its episode can step its environment while the
-rest of the round decodes; its next turn joins the next round.
+**Batched generation (continuous batching).** :class:`BatchedGenerator` keeps, for every live episode, the
+key/value cache of its whole context, and decodes all pending turns of all episodes in one running batch, one
+forward pass per token. A turn that arrives while the batch decodes (an episode whose tool call just returned) has
+only the tokens it has not yet computed (the new tool response) prefilled, and joins the batch before the next token;
+a turn that finishes leaves at once and is handed back, so its episode steps its environment while the rest decode,
+and its row goes to the next arrival (the batch is rebuilt without idle rows when none comes back). The prompt prefix
+every episode shares (the system prompt) is computed once per weights version and reused, and arrivals with
+identical contexts (the episodes of one task's group at their first turn) are computed once.
 
 The forward pass is written against the modules of a Llama-family model (``LlamaForCausalLM``: SmolLM2, Llama,
 Mistral and Qwen2 shapes), which lets it keep per-episode caches, apply one attention mask for padded caches, and
@@ -130,6 +131,36 @@ class _Request:
     loop: asyncio.AbstractEventLoop
 
 
+@dataclass
+class _Row:
+    """A request being decoded in the running batch."""
+
+    req: _Request
+    n_ctx: int                                             # RoPE position of the first sampled token
+    out_ids: list[int] = field(default_factory=list)
+    out_lp: list[float] = field(default_factory=list)
+    hidden: list[Any] = field(default_factory=list)        # captured hidden states of the sampled tokens fed
+
+
+@dataclass
+class _Running:
+    """The running batch: per layer K/V buffers [rows, n_kv, cap, head_dim]; row j's context (prompt, then sampled
+    tokens fed back) fills columns ``start[j]`` to ``length``; a free row is None."""
+
+    rows: list[_Row | None] = field(default_factory=list)
+    start: list[int] = field(default_factory=list)
+    freed: list[int] = field(default_factory=list)         # decode step at which each free row was freed
+    k: list[Any] = field(default_factory=list)
+    v: list[Any] = field(default_factory=list)
+    logits: Any = None                                     # next-token logits of every row
+    length: int = 0                                        # the write position of the next decode step
+    cap: int = 0
+    steps: int = 0
+
+    def active(self) -> int:
+        return sum(1 for row in self.rows if row is not None)
+
+
 class BatchedGenerator:
     """Serves generation requests of many episodes in batched rounds (see the module docstring)."""
 
@@ -155,6 +186,9 @@ class BatchedGenerator:
         self.version = 0
         #: compute identical contexts of a round once (a group's first turn); False only to measure what it saves
         self.dedup = True
+        #: free columns left of the longest context when the running batch is rebuilt, so that contexts coming back
+        #: with a tool response can join without moving the batch
+        self.join_margin = 64
         #: index of the layer whose input hidden states are captured for the trainer (None: no capture)
         self.capture_layer: int | None = None
         self._pending: list[_Request] = []
@@ -163,7 +197,8 @@ class BatchedGenerator:
         self._task: asyncio.Task | None = None
         self._prefix: _Seq | None = None
         self.stats = {"rounds": 0, "generated_tokens": 0, "prefill_tokens": 0, "prefix_reused_tokens": 0,
-                      "prefill_deduped_tokens": 0, "generate_s": 0.0}
+                      "prefill_deduped_tokens": 0, "generate_s": 0.0, "decode_steps": 0, "decode_rows": 0,
+                      "reallocs": 0}
 
     # ------------------------------------------------------------------ shared prefix
     def set_prefix(self, ids: list[int]) -> None:
@@ -199,36 +234,17 @@ class BatchedGenerator:
         while True:
             await self._kick.wait()
             self._kick.clear()
-            # let other episodes finish their environment steps and join this round
+            # let other episodes finish their environment steps and start the batch together
             waited = 0.0
             while waited < self.batch_wait_s and len(self._pending) < self.max_batch:
                 await asyncio.sleep(0.002)
                 waited += 0.002
-            with self._lock:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch:]
-            if not batch:
-                continue
-            try:
-                await asyncio.to_thread(self._round, batch)
-            except Exception as exc:  # noqa: BLE001 - every waiting episode gets the error, the server lives
-                for r in batch:
-                    if not r.future.done():
-                        r.loop.call_soon_threadsafe(_set_exc, r.future, exc)
+            if self._pending:
+                await asyncio.to_thread(self._run)
             if self._pending:
                 self._kick.set()
 
-    # ------------------------------------------------------------------ the round (worker thread)
-    def _round(self, batch: list[_Request]) -> None:
-        torch = self.torch
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            stale = [r.seq for r in batch if r.seq.version != self.version]
-            for s in stale:  # weights changed since this cache was computed: recompute from scratch
-                s.keys, s.values, s.hidden, s.cached = [], [], [], 0
-            self._decode(batch)
-        self.stats["rounds"] += 1
-        self.stats["generate_s"] += time.perf_counter() - t0
-
+    # ------------------------------------------------------------------ prefill (worker thread)
     def _compute(self, seqs: list[_Seq]) -> None:
         """Prefill ``seqs`` without sampling (the shared prefix)."""
         with self.torch.no_grad():
@@ -336,53 +352,146 @@ class BatchedGenerator:
         tok = torch.multinomial(logp.exp(), 1, generator=self.gen)[:, 0]
         return tok, logp.gather(-1, tok[:, None])[:, 0]
 
-    def _decode(self, batch: list[_Request]) -> None:
+    # ------------------------------------------------------------------ the running batch (worker thread)
+    def _run(self) -> None:
+        """Decode until no request is running or pending. Requests that arrive while the batch decodes are prefilled
+        and join it before the next token (continuous batching); a row that finishes leaves at once, and its slot is
+        reused by the next request or dropped when the batch is compacted."""
+        torch = self.torch
+        t0 = time.perf_counter()
+        st = _Running()
+        taken: list[_Request] = []
+        try:
+            with torch.no_grad():
+                while True:
+                    with self._lock:
+                        room = self.max_batch - st.active()
+                        taken, self._pending = self._pending[:room], self._pending[room:]
+                    if taken:
+                        self._admit(st, taken)
+                        taken = []
+                    if not st.active():
+                        break
+                    self._step(st)
+        except Exception as exc:  # noqa: BLE001 - every request in flight gets the error; the server lives
+            for req in [row.req for row in st.rows if row is not None] + taken:
+                if not req.future.done():
+                    req.loop.call_soon_threadsafe(_set_exc, req.future, exc)
+        finally:
+            self.stats["generate_s"] += time.perf_counter() - t0
+
+    def _admit(self, st: _Running, reqs: list[_Request]) -> None:
+        """Prefill the new requests' uncached tokens (one padded batch of their own) and place each in a free row of
+        the running batch, its context right-aligned at the batch's write position."""
         torch = self.torch
         r = self.runner
-        seqs = [req.seq for req in batch]
-        steps = max(req.max_new_tokens for req in batch)
-        last, bufs = self._prefill(seqs, extra=steps)
-        k_bufs, v_bufs, valid, length = bufs
+        seqs = [req.seq for req in reqs]
+        for s in seqs:
+            if s.version != self.version:  # weights changed since this cache was computed: recompute from scratch
+                s.keys, s.values, s.hidden, s.cached = [], [], [], 0
+        last, (k_new, v_new, valid, length) = self._prefill(seqs, extra=0)
         logits = r.head(last[:, None])[:, 0]
-        b = len(seqs)
-        out_ids: list[list[int]] = [[] for _ in range(b)]
-        out_lp: list[list[float]] = [[] for _ in range(b)]
-        active = [True] * b
-        n_ctx = [len(s.ids) for s in seqs]  # RoPE position of each sequence's first sampled token
-        hidden_steps: list[list[Any]] = [[] for _ in range(b)]
-        for step in range(steps):
-            tok, lp = self._sample(logits)
-            for i in range(b):
-                if not active[i]:
-                    continue
-                t = int(tok[i])
-                out_ids[i].append(t)
-                out_lp[i].append(float(lp[i]))
-                reason = ""
-                if t in self.stop_ids:
-                    reason = "stop"
-                elif len(out_ids[i]) >= batch[i].max_new_tokens:
-                    reason = "length"
-                if reason:  # hand the turn back now; its episode steps while the rest of the round decodes
-                    active[i] = False
-                    self._finish(batch[i], out_ids[i], out_lp[i], reason, hidden_steps[i])
-            if not any(active):
-                break
-            feed = torch.tensor([out_ids[i][-1] if active[i] else self.pad_id for i in range(b)])[:, None]
-            pos = torch.tensor([n_ctx[i] + len(out_ids[i]) - 1 for i in range(b)])[:, None]
-            valid[:, length] = torch.tensor(active)
-            mask = valid[:, None, None, :length + 1].clone()
-            mask[:, 0, 0, length] = True
-            h = r.embed(feed)
+        sels = [valid[i, :length].nonzero()[:, 0] for i in range(len(seqs))]
+        need = max(int(sel.numel()) for sel in sels)
+        remaining = max([req.max_new_tokens for req in reqs]
+                        + [row.req.max_new_tokens - len(row.out_ids) for row in st.rows if row is not None])
+        free = [j for j, row in enumerate(st.rows) if row is None]
+        if (not st.rows or len(free) < len(reqs) or need > st.length
+                or st.length + remaining > st.cap):
+            self._realloc(st, rows=st.active() + len(reqs), need=need, remaining=remaining, like=logits)
+            free = [j for j, row in enumerate(st.rows) if row is None]
+        at = st.length
+        for i, req in enumerate(reqs):
+            j, sel = free[i], sels[i]
+            m = int(sel.numel())
             for layer in range(r.n_layers):
-                if layer == self.capture_layer:
-                    for i in range(b):
-                        if active[i]:
-                            hidden_steps[i].append(h[i, 0].clone())
-                h, _, _ = r.layer(layer, h, pos, mask, k_bufs[layer], v_bufs[layer], write_at=length)
-            length += 1
-            logits = r.head(h)[:, 0]
-        self._store(seqs, (k_bufs, v_bufs, valid, length))
+                st.k[layer][j, :, at - m:at] = k_new[layer][i].index_select(1, sel)
+                st.v[layer][j, :, at - m:at] = v_new[layer][i].index_select(1, sel)
+            st.start[j] = at - m
+            st.rows[j] = _Row(req=req, n_ctx=len(req.seq.ids))
+            st.logits[j] = logits[i]
+        self.stats["rounds"] += 1
+
+    def _realloc(self, st: _Running, *, rows: int, need: int, remaining: int, like: Any = None) -> None:
+        """New buffers of ``rows`` rows: the live rows move to the front (columns no live row uses are dropped), with
+        ``join_margin`` free columns on the left for contexts that come back longer and room on the right for
+        ``remaining`` decode steps."""
+        torch = self.torch
+        r = self.runner
+        live = [j for j, row in enumerate(st.rows) if row is not None]
+        lo = min((st.start[j] for j in live), default=st.length)
+        content = st.length - lo
+        length = max(content, need) + self.join_margin
+        cap = length + remaining + self.join_margin
+        dtype = next(self.model.parameters()).dtype
+        k = [torch.zeros(rows, r.n_kv, cap, r.head_dim, dtype=dtype) for _ in range(r.n_layers)]
+        v = [torch.zeros(rows, r.n_kv, cap, r.head_dim, dtype=dtype) for _ in range(r.n_layers)]
+        ref = st.logits if st.logits is not None else like
+        logits = torch.zeros(rows, ref.shape[-1], dtype=ref.dtype)
+        n = len(live)
+        if n:
+            idx = torch.tensor(live)
+            for layer in range(r.n_layers):
+                k[layer][:n, :, length - content:length] = st.k[layer][idx, :, lo:st.length]
+                v[layer][:n, :, length - content:length] = st.v[layer][idx, :, lo:st.length]
+            logits[:n] = st.logits[idx]
+        shift = length - st.length
+        st.start = [st.start[j] + shift for j in live] + [length] * (rows - n)
+        st.rows = [st.rows[j] for j in live] + [None] * (rows - n)
+        st.freed = [0] * rows
+        st.k, st.v, st.logits, st.length, st.cap = k, v, logits, length, cap
+        self.stats["reallocs"] += 1
+
+    def _step(self, st: _Running) -> None:
+        """Sample a token for every live row, hand back the rows that finished, then one forward pass over all rows."""
+        torch = self.torch
+        r = self.runner
+        live = [j for j, row in enumerate(st.rows) if row is not None]
+        tok, lp = self._sample(st.logits.index_select(0, torch.tensor(live)))
+        tok, lp = tok.tolist(), lp.tolist()
+        st.steps += 1
+        for n, j in enumerate(live):
+            row = st.rows[j]
+            row.out_ids.append(tok[n])
+            row.out_lp.append(lp[n])
+            reason = ""
+            if tok[n] in self.stop_ids:
+                reason = "stop"
+            elif len(row.out_ids) >= row.req.max_new_tokens:
+                reason = "length"
+            if reason:  # hand the turn back now; its episode steps while the rest of the batch decodes
+                seq = row.req.seq
+                seq.keys = [k[j, :, st.start[j]:st.length].clone() for k in st.k]
+                seq.values = [v[j, :, st.start[j]:st.length].clone() for v in st.v]
+                seq.cached = st.length - st.start[j]
+                st.rows[j] = None
+                st.freed[j] = st.steps
+                self._finish(row.req, row.out_ids, row.out_lp, reason, row.hidden)
+        live = [j for j, row in enumerate(st.rows) if row is not None]
+        if not live:
+            return
+        # rows freed for a few steps that no request has come back for: drop them (each row costs a full forward)
+        idle = sum(1 for j, row in enumerate(st.rows) if row is None and st.steps - st.freed[j] >= 2)
+        remaining = max(st.rows[j].req.max_new_tokens - len(st.rows[j].out_ids) for j in live)
+        if idle * 4 >= len(st.rows) or st.length + 1 > st.cap:
+            self._realloc(st, rows=len(live), need=0, remaining=remaining)
+        b = len(st.rows)
+        at = st.length
+        feed = torch.tensor([row.out_ids[-1] if row is not None else self.pad_id for row in st.rows])[:, None]
+        pos = torch.tensor([row.n_ctx + len(row.out_ids) - 1 if row is not None else 0 for row in st.rows])[:, None]
+        start = torch.tensor([s if row is not None else at for s, row in zip(st.start, st.rows)])
+        mask = (torch.arange(at + 1)[None, :] >= start[:, None])[:, None, None, :]
+        h = r.embed(feed)
+        for layer in range(r.n_layers):
+            if layer == self.capture_layer:
+                for j, row in enumerate(st.rows):
+                    if row is not None:
+                        row.hidden.append(h[j, 0].clone())
+            h, _, _ = r.layer(layer, h, pos, mask, st.k[layer], st.v[layer], write_at=at)
+        st.length = at + 1
+        st.logits = r.head(h)[:, 0]
+        self.stats["decode_steps"] += 1
+        self.stats["decode_rows"] += b
 
     def _finish(self, req: _Request, ids: list[int], lps: list[float], reason: str, hidden: list[Any]) -> None:
         seq = req.seq
