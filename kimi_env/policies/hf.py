@@ -121,6 +121,7 @@ class _Seq:
     values: list[Any] = field(default_factory=list)
     hidden: list[Any] = field(default_factory=list)        # captured hidden states entering the capture layer
     version: int = -1                                      # weights version the cache was computed under
+    capture: int | None = None                             # capture layer `hidden` was recorded at (the prefix)
 
 
 @dataclass
@@ -209,8 +210,10 @@ class BatchedGenerator:
         seq = _Seq(ids=list(ids))
         p = self._prefix
         if p is not None and len(ids) > len(p.ids) and ids[: len(p.ids)] == p.ids:
-            if p.version != self.version or p.cached != len(p.ids):
+            # recompute under new weights, or when activations are now captured at a layer they were not before
+            if p.version != self.version or p.cached != len(p.ids) or p.capture != self.capture_layer:
                 p.keys, p.values, p.hidden, p.cached = [], [], [], 0
+                p.capture = self.capture_layer
                 self._compute([p])
             seq.keys, seq.values = list(p.keys), list(p.values)
             seq.hidden = list(p.hidden)
