@@ -42,6 +42,8 @@ class LatencyPolicy(Policy):
     def __init__(self, inner: Policy, latency: float) -> None:
         self.inner, self.latency = inner, latency
         self.name = f"latency({inner.name}, {latency:g} s)"
+        # the engine hands scripted policies (the oracle) the task's hop plan only when the policy asks for it
+        self.privileged = getattr(inner, "privileged", False)
 
     def episode(self, info: dict[str, Any], *, exclusive: bool = False) -> EpisodePolicy:
         inner_ep = self.inner.episode(info, exclusive=exclusive)
