@@ -163,7 +163,7 @@ class _Running:
 
 
 class BatchedGenerator:
-    """Serves generation requests of many episodes in batched rounds (see the module docstring)."""
+    """Serves generation requests of many episodes in one running batch (see the module docstring)."""
 
     def __init__(self, model: Any, tokenizer: Any, *, temperature: float = 1.0, top_p: float = 1.0,
                  seed: int = 0, max_batch: int = 64, batch_wait_s: float = 0.01, stop_ids: list[int] | None = None,
@@ -185,7 +185,7 @@ class BatchedGenerator:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         #: bump after every optimizer step: caches computed under older weights are recomputed
         self.version = 0
-        #: compute identical contexts of a round once (a group's first turn); False only to measure what it saves
+        #: compute identical contexts of one admission once (a group's first turn); False only to measure what it saves
         self.dedup = True
         #: free columns left of the longest context when the running batch is rebuilt, so that contexts coming back
         #: with a tool response can join without moving the batch
